@@ -1,0 +1,58 @@
+# Chartbox: `make run` serves the demo on http://127.0.0.1:8000; `make test` runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+WORKERS ?= 2
+
+.PHONY: run test install install-test chromium migrate demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# A per-machine secret, written once; `instance/` is never committed.
+instance/config.py:
+	mkdir -p instance
+	$(BIN)/python -c "import secrets; print('SECRET_KEY = ' + repr(secrets.token_hex(32)))" > $@
+	chmod 600 $@
+
+migrate: install instance/config.py
+	$(BIN)/flask --app wsgi db upgrade
+
+demo: migrate
+	$(BIN)/chartbox demo --if-empty
+
+run: demo
+	@echo "Chartbox on http://$(HOST):$(PORT)/ (demo logins: instance/demo-logins.txt)"
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --threads 4 --timeout 60 \
+		--access-logfile - wsgi:app
+
+# Browser tests use Debian's Chromium; without it (and without root to install it) they skip.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "Chromium could not be installed: browser tests will be skipped."; \
+	else echo "Chromium is not installed (run: sudo apt-get install chromium): browser tests will be skipped."; fi
+
+test: install-test chromium
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install-test
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-output

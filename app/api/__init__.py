@@ -1,0 +1,12 @@
+"""The API dialects: thin blueprints over the file service, each in its vendor's shape."""
+from flask import Flask
+
+
+def register_api(app: Flask) -> None:
+    from app.api import links, vsee
+    from app.extensions import csrf
+
+    for module in (vsee, links):
+        app.register_blueprint(module.bp)
+        csrf.exempt(module.bp)  # token-authenticated, never the session cookie
+        module.register_errors(app)

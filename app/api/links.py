@@ -1,0 +1,57 @@
+"""Signed view links, `/files/view/<id>?auth_code=…&time=…[&size=WxH]`: no token needed."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.wsgi import wrap_file
+
+from app.api.auth import origin_of
+from app.api.vsee import render_error
+from app.errors import register_renderer
+from app.models import Channel
+from app.services.viewing import Download, open_view
+
+bp = Blueprint("links", __name__)
+
+# Served files can never run script or be framed by another site; PDFs keep Chrome's
+# viewer, which refuses to start in a sandboxed document.
+_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
+
+
+def register_errors(app: Flask) -> None:
+    register_renderer(app, ("/files/view/", "/api_v3/files/view/"), render_error)
+
+
+@bp.get("/api_v3/files/view/<file_id>")
+@bp.get("/files/view/<file_id>")  # registered first, so url_for builds this one
+def view_file(file_id: str):
+    """The file's bytes (or a PNG rendition for images with `size`), Range and ETag aware."""
+    download = open_view(file_id, request.args.get("auth_code"), request.args.get("time"),
+                         request.args.get("size"), origin_of(request, Channel.LINK))
+    return send_download(download, attachment=request.args.get("download") == "1")
+
+
+def content_disposition(name: str, attachment: bool) -> str:
+    """RFC 6266: an ASCII fallback plus the exact UTF-8 name."""
+    kind = "attachment" if attachment else "inline"
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%' else "_" for c in name)
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def send_download(download: Download, attachment: bool = False) -> Response:
+    """Stream a Download with conditional and Range support and the hardening headers."""
+    resp = current_app.response_class(
+        wrap_file(request.environ, download.stream), mimetype=download.media_type,
+        direct_passthrough=True,
+    )
+    resp.content_length = download.size
+    resp.last_modified = download.last_modified
+    resp.set_etag(download.etag)
+    resp.headers["Content-Disposition"] = content_disposition(download.name, attachment)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Cache-Control"] = "private, no-store"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    csp = _CSP if download.media_type == "application/pdf" else _CSP + "; sandbox"
+    resp.headers["Content-Security-Policy"] = csp
+    return resp.make_conditional(request, accept_ranges=True, complete_length=download.size)

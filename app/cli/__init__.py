@@ -1,0 +1,10 @@
+"""Admin CLI: one AppGroup per noun, available as `flask --app wsgi …` and `chartbox …`."""
+from flask import Flask
+
+
+def register_cli(app: Flask) -> None:
+    from app.cli import accounts, demo, files, tokens, users, visits
+
+    for module in (accounts, users, tokens, visits, files):
+        app.cli.add_command(module.group)
+    app.cli.add_command(demo.demo)

@@ -1,0 +1,78 @@
+"""Configuration: defaults -> instance/config.py -> FLASK_* environment -> test overrides."""
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+MIB = 1024 * 1024
+
+
+class Defaults:
+    """Embedded defaults: SQLite (WAL) and files under the instance folder."""
+
+    SECRET_KEY: str | None = None
+    SQLALCHEMY_DATABASE_URI: str | None = None  # filled in from the instance path
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    STORAGE_BACKEND = "filesystem"  # or "s3"
+    STORAGE_ROOT: str | None = None  # filesystem backend; default <instance>/files
+    S3_BUCKET: str | None = None
+    S3_ENDPOINT_URL: str | None = None
+    S3_REGION: str | None = None
+    S3_PREFIX = ""
+    UPLOAD_MAX_BYTES = 25 * MIB  # 26,214,400 bytes, the largest accepted file
+    # Multipart overhead on top of the file; Werkzeug answers 413 past this before reading on.
+    MAX_CONTENT_LENGTH = 25 * MIB + MIB
+    # Base64 in JSON (tscharts) inflates a file by 4/3.
+    JSON_UPLOAD_MAX_BYTES = (25 * MIB * 4) // 3 + MIB
+    IMAGE_MAX_PIXELS = 60_000_000
+    PDF_PARSE_TIMEOUT = 10.0  # seconds
+    PDF_PARSE_MEMORY = 512 * MIB  # bytes of extra address space for the parser
+    ZIP_MAX_UNCOMPRESSED = 100 * MIB
+    SIGNED_URL_TTL = 3600  # seconds a view link stays valid
+    SIGNED_URL_SKEW = 60  # seconds a link's time may lie in the future
+    API_PAGE_SIZE = 100
+    API_PAGE_SIZE_MAX = 500
+    WEB_PAGE_SIZE = 25
+    RATELIMIT_STORAGE_URL = "memory://"  # or redis://host:6379/0 when several hosts serve
+    LOGIN_ATTEMPTS = 10  # per username+IP within LOGIN_WINDOW
+    LOGIN_WINDOW = 300  # seconds
+    PREFERRED_URL_SCHEME = "http"
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+
+
+def load_config(app: Flask, test_config: dict | None) -> None:
+    """Fill app.config in the agreed order and check it."""
+    app.config.from_object(Defaults)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env()
+    if test_config:
+        app.config.update(test_config)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(
+            app.instance_path, "chartbox.db"
+        )
+    if not app.config.get("STORAGE_ROOT"):
+        app.config["STORAGE_ROOT"] = os.path.join(app.instance_path, "files")
+    check_config(app)
+
+
+def check_config(app: Flask) -> None:
+    """Stop start-up with a clear message when the configuration cannot work."""
+    if not app.config.get("SECRET_KEY"):
+        if app.debug or app.testing:
+            app.config["SECRET_KEY"] = "dev-only-not-secret"
+        else:
+            raise RuntimeError(
+                "SECRET_KEY is not set. Set FLASK_SECRET_KEY in the environment or "
+                "SECRET_KEY in instance/config.py (`make run` writes one for you)."
+            )
+    backend = app.config["STORAGE_BACKEND"]
+    if backend not in ("filesystem", "s3"):
+        raise RuntimeError(f"STORAGE_BACKEND must be 'filesystem' or 's3', not {backend!r}.")
+    if backend == "s3" and not app.config.get("S3_BUCKET"):
+        raise RuntimeError("STORAGE_BACKEND is 's3' but S3_BUCKET is not set.")
+    if app.config["UPLOAD_MAX_BYTES"] > app.config["MAX_CONTENT_LENGTH"]:
+        app.config["MAX_CONTENT_LENGTH"] = app.config["UPLOAD_MAX_BYTES"] + MIB

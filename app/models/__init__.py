@@ -1,0 +1,11 @@
+"""Database models. Inert: no I/O, no commits (services own the unit of work)."""
+from app.models.accounts import Account, ApiToken, User
+from app.models.audit import AuditEvent
+from app.models.enums import Action, Category, Channel, Role, TargetType
+from app.models.files import StoredFile
+from app.models.visits import Visit
+
+__all__ = [
+    "Account", "ApiToken", "User", "AuditEvent", "StoredFile", "Visit",
+    "Action", "Category", "Channel", "Role", "TargetType",
+]

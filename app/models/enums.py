@@ -1,0 +1,45 @@
+"""Named values used across the models and services (never bare strings)."""
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    PATIENT = "patient"
+    PROVIDER = "provider"
+    ADMIN = "admin"
+
+
+class Category(StrEnum):
+    USER_DOCUMENT = "user_document"
+    INTAKE_ATTACHMENT = "intake_attachment"
+    USER_CONSENT = "user_consent"
+    USER_AVATAR = "user_avatar"
+
+
+class TargetType(StrEnum):
+    USER = "user"
+    VISIT = "visit"
+
+
+class Action(StrEnum):
+    """What an actor does to a file; also the audit event's verb."""
+
+    UPLOAD = "upload"
+    VIEW = "view"
+    RENAME = "rename"
+    DELETE = "delete"
+    RESTORE = "restore"
+    SHARE = "share"
+    UNSHARE = "unshare"
+    PURGE = "purge"
+
+
+class Channel(StrEnum):
+    """The door a request came through, recorded in every audit event."""
+
+    WEB = "web"
+    LINK = "link"  # a signed view link
+    VSEE = "vsee"
+    CLAROS = "claros"
+    TSCHARTS = "tscharts"
+    CANDID = "candid"
+    CLI = "cli"

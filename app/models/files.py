@@ -1,0 +1,76 @@
+"""StoredFile: one uploaded file's metadata; the bytes live in storage under storage_key."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.accounts import Account, User
+from app.models.base import UTCDateTime, new_uuid, utcnow
+from app.models.enums import Category, TargetType
+from app.models.visits import Visit
+
+
+class StoredFile(db.Model):
+    __tablename__ = "stored_files"
+    __table_args__ = (
+        Index("ix_stored_files_target_listing", "target_type", "target_id", "deleted_at", "created_at"),
+        Index("ix_stored_files_shared_listing", "patient_id", "shared", "deleted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # integer-addressed dialects use this
+    public_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    ext: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    media_type: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str] = mapped_column(String(32))
+    target_type: Mapped[str] = mapped_column(String(16))
+    # The user or visit the file is attached to (by internal id, per target_type).
+    target_id: Mapped[int]
+    # The patient whose chart holds the file (the target user, or the visit's patient); the
+    # access rules and listings key on it, so it is stored rather than joined each time.
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), index=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    shared: Mapped[bool] = mapped_column(default=False)  # a provider shared it with the patient
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # bytes removed for good
+    storage_backend: Mapped[str] = mapped_column(String(16))
+    storage_key: Mapped[str] = mapped_column(String(200))
+    page_count: Mapped[int | None]
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+
+    account: Mapped[Account] = relationship(lazy="joined")
+    creator: Mapped[User] = relationship(foreign_keys=[creator_id], lazy="joined")
+    patient: Mapped[User] = relationship(foreign_keys=[patient_id])
+    visit: Mapped[Visit | None] = relationship()
+
+    @property
+    def category_enum(self) -> Category:
+        return Category(self.category)
+
+    @property
+    def target_type_enum(self) -> TargetType:
+        return TargetType(self.target_type)
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def is_image(self) -> bool:
+        return self.media_type in ("image/png", "image/jpeg")
+
+    @property
+    def is_pdf(self) -> bool:
+        return self.media_type == "application/pdf"

@@ -1,0 +1,26 @@
+"""Visits (VSee visits, Candid encounters)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.accounts import User
+from app.models.base import UTCDateTime, new_uuid, utcnow
+
+
+class Visit(db.Model):
+    __tablename__ = "visits"
+    __table_args__ = (UniqueConstraint("account_id", "external_id", name="uq_visits_account_external"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    patient: Mapped[User] = relationship(lazy="joined")

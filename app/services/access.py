@@ -1,0 +1,76 @@
+"""Who may do what to which file: the one place the access rules live (design.md's matrix).
+
+Out of scope (another clinic, another patient's chart) answers NotFound so existence never
+leaks; a file the caller may see but not change answers Forbidden.
+"""
+from __future__ import annotations
+
+from app.errors import Forbidden, NotFound
+from app.models import Action, Category, Role, StoredFile, User
+
+_ALL = frozenset(Action)
+# Actions per (category, role) on a file inside the caller's scope.
+RULES: dict[Category, dict[Role, frozenset[Action]]] = {
+    Category.USER_DOCUMENT: {
+        Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE}),
+        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.SHARE, Action.UNSHARE}),
+        Role.ADMIN: _ALL,
+    },
+    Category.INTAKE_ATTACHMENT: {
+        Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD}),
+        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.SHARE, Action.UNSHARE}),
+        Role.ADMIN: _ALL,
+    },
+    Category.USER_CONSENT: {
+        Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD}),
+        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.SHARE, Action.UNSHARE}),
+        Role.ADMIN: _ALL,
+    },
+    Category.USER_AVATAR: {
+        Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD, Action.DELETE}),
+        Role.PROVIDER: frozenset({Action.VIEW}),
+        Role.ADMIN: _ALL,
+    },
+}
+
+
+def in_scope(actor: User, patient_id: int, account_id: int) -> bool:
+    """Whether a chart (a patient's files) is within the actor's reach at all."""
+    if actor.account_id != account_id:
+        return False
+    return actor.is_staff or patient_id == actor.id
+
+
+def allowed(actor: User, category: Category, action: Action, *, own_avatar: bool = False) -> bool:
+    """Whether the actor's role may take `action` on files of `category` in its scope."""
+    if category == Category.USER_AVATAR and own_avatar:
+        return action in RULES[category][Role.PATIENT] | RULES[category][actor.role_enum]
+    return action in RULES[category][actor.role_enum]
+
+
+def can(actor: User, file: StoredFile, action: Action) -> bool:
+    """True when check() would pass (for flags such as is_deletable)."""
+    try:
+        check(actor, file, action)
+    except (NotFound, Forbidden):
+        return False
+    return True
+
+
+def check(actor: User, file: StoredFile, action: Action) -> None:
+    """Raise NotFound (out of scope or deleted) or Forbidden (visible, not allowed)."""
+    if file.is_deleted and actor.role != Role.ADMIN:
+        raise NotFound("No such file.")
+    if not in_scope(actor, file.patient_id, file.account_id):
+        raise NotFound("No such file.")
+    own_avatar = file.patient_id == actor.id
+    if not allowed(actor, file.category_enum, action, own_avatar=own_avatar):
+        raise Forbidden(f"You may not {action.value} this file.")
+
+
+def check_upload(actor: User, category: Category, patient: User, account_id: int) -> None:
+    """Whether the actor may add a file of `category` to `patient`'s chart."""
+    if not in_scope(actor, patient.id, account_id):
+        raise NotFound("No such user.")
+    if not allowed(actor, category, Action.UPLOAD, own_avatar=patient.id == actor.id):
+        raise Forbidden(f"You may not upload a {category.value} for this user.")

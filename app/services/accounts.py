@@ -1,0 +1,174 @@
+"""Accounts (clinics), users, passwords, API tokens and visits."""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.errors import BadRequest, Conflict, NotFound, Unauthorized
+from app.extensions import db
+from app.models import Account, ApiToken, Role, User, Visit
+from app.models.base import utcnow
+
+_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
+MIN_PASSWORD = 8
+# Compared against when the username does not exist, so a miss costs as much as a hit.
+_DUMMY_HASH = generate_password_hash("chartbox-timing-equaliser")
+
+
+def create_account(code: str, name: str) -> Account:
+    """Create a clinic. Raises BadRequest for a malformed code, Conflict when it exists."""
+    if not _CODE.match(code or ""):
+        raise BadRequest("The account code may use letters, digits, '-' and '_' (at most 64).")
+    if not (name or "").strip():
+        raise BadRequest("The account needs a name.")
+    account = Account(code=code, name=name.strip())
+    db.session.add(account)
+    _commit_unique(f"An account with code {code!r} already exists.")
+    return account
+
+
+def get_account(code: str) -> Account:
+    account = db.session.scalar(select(Account).where(Account.code == code))
+    if account is None:
+        raise NotFound(f"No account with code {code!r}.")
+    return account
+
+
+def create_user(account: Account, role: Role, username: str, full_name: str,
+                email: str | None = None, password: str | None = None) -> User:
+    """Create a user of a clinic; without a password the user signs in through tokens only.
+
+    Raises:
+        BadRequest: malformed username, empty name or too-short password.
+        Conflict: the username is taken.
+    """
+    if not _USERNAME.match(username or ""):
+        raise BadRequest("Usernames use letters, digits and . _ @ + - (at most 150).")
+    if not (full_name or "").strip():
+        raise BadRequest("The user needs a full name.")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise BadRequest(f"Passwords need at least {MIN_PASSWORD} characters.")
+    user = User(
+        account_id=account.id, role=Role(role).value, username=username,
+        full_name=full_name.strip(), email=(email or None),
+        password_hash=generate_password_hash(password) if password else None,
+    )
+    db.session.add(user)
+    _commit_unique(f"The username {username!r} is taken.")
+    return user
+
+
+def get_user(username: str) -> User:
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"No user {username!r}.")
+    return user
+
+
+def get_user_by_id(user_id: int) -> User | None:
+    return db.session.get(User, user_id)
+
+
+def authenticate(username: str, password: str) -> User | None:
+    """The active user with these credentials, or None (same cost either way)."""
+    user = db.session.scalar(select(User).where(User.username == (username or "")))
+    hashed = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
+    ok = check_password_hash(hashed, password or "")
+    if user is None or not user.password_hash or not ok or not user.active:
+        return None
+    return user
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def create_token(user: User, name: str = "", expires_days: int | None = None) -> tuple[ApiToken, str]:
+    """Issue an API token; return the row and the token itself (shown once, stored hashed)."""
+    if expires_days is not None and expires_days < 1:
+        raise BadRequest("--expires-days must be at least 1.")
+    token = secrets.token_hex(20)  # 40 hex characters, the shape VSee and tscharts clients expect
+    row = ApiToken(
+        user_id=user.id, name=name or "", token_hash=hash_token(token), prefix=token[:8],
+        expires_at=utcnow() + timedelta(days=expires_days) if expires_days else None,
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row, token
+
+
+def list_tokens() -> list[ApiToken]:
+    return list(db.session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
+def revoke_token(token_id: int) -> ApiToken:
+    row = db.session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound(f"No token with id {token_id}.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        db.session.commit()
+    return row
+
+
+def token_state(row: ApiToken, now: datetime | None = None) -> str:
+    now = now or utcnow()
+    if row.revoked_at is not None:
+        return "revoked"
+    if row.expires_at is not None and row.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def resolve_token(token: str | None) -> User:
+    """The active user behind an API token. Raises Unauthorized for anything else."""
+    if not token or len(token) > 200:
+        raise Unauthorized("A valid API token is required.")
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    now = utcnow()
+    if row is None or token_state(row, now) != "active" or not row.user.active:
+        raise Unauthorized("The API token is not valid.")
+    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
+        row.last_used_at = now  # coarse, so reads do not write on every request
+        db.session.commit()
+    return row.user
+
+
+def create_visit(patient: User, external_id: str | None = None, reason: str = "") -> Visit:
+    """Open a visit for a patient. Raises BadRequest (not a patient), Conflict (external id taken)."""
+    if patient.role != Role.PATIENT:
+        raise BadRequest(f"{patient.username} is not a patient.")
+    visit = Visit(account_id=patient.account_id, patient_id=patient.id,
+                  external_id=external_id or None, reason=reason[:200])
+    db.session.add(visit)
+    _commit_unique(f"A visit with external id {external_id!r} already exists.")
+    return visit
+
+
+def get_visit(public_id: str, account_id: int) -> Visit | None:
+    return db.session.scalar(
+        select(Visit).where(Visit.public_id == public_id, Visit.account_id == account_id)
+    )
+
+
+def list_patients(account_id: int, search: str = "") -> list[User]:
+    query = select(User).where(User.account_id == account_id, User.role == Role.PATIENT)
+    if search:
+        like = f"%{search.strip()}%"
+        query = query.where(User.full_name.ilike(like) | User.username.ilike(like) | User.email.ilike(like))
+    return list(db.session.scalars(query.order_by(User.full_name)))
+
+
+def _commit_unique(message: str) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(message) from None

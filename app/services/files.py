@@ -1,0 +1,309 @@
+"""The file service: the hall every door opens onto.
+
+Upload, list, get, rename, delete, restore and share files; each call checks access, does the
+storage work, writes its audit event and commits once. Doors translate requests into these
+calls and the results back into their dialect. Viewing through signed links is in viewing.py.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from flask import current_app
+from sqlalchemy import func, or_, select
+
+from app.errors import BadRequest, Conflict, NotFound
+from app.extensions import db
+from app.models import Action, Category, Role, StoredFile, TargetType, User, Visit
+from app.models.base import utcnow
+from app.services import access, audit
+from app.services.audit import Origin
+from app.services.spool import spool
+from app.services.validation import TYPES, Limits, clean_name, inspect_file, name_extension
+from app.storage import get_storage, new_key
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a file goes: a patient's chart, optionally one of their visits."""
+
+    patient: User
+    visit: Visit | None = None
+
+    @property
+    def type(self) -> TargetType:
+        return TargetType.VISIT if self.visit else TargetType.USER
+
+    @property
+    def id(self) -> int:
+        return self.visit.id if self.visit else self.patient.id
+
+
+@dataclass
+class Page:
+    """One page of a listing, newest first."""
+
+    items: list[StoredFile]
+    total: int
+    page: int
+    per_page: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def parse_category(value: str | None, default: Category | None = Category.USER_DOCUMENT) -> Category | None:
+    """A category from request text. Raises BadRequest naming the accepted values."""
+    if value is None or value == "":
+        return default
+    try:
+        return Category(value)
+    except ValueError:
+        raise BadRequest(
+            f"Unknown category {value!r}; use one of: {', '.join(c.value for c in Category)}."
+        ) from None
+
+
+def resolve_target(actor: User, target_type: str | None, target_id: str | int | None) -> Target:
+    """The chart named by a (type, id) pair from a request; the actor itself when both are empty.
+
+    User targets are integer user ids; visit targets are visit UUIDs (or integer ids).
+    Raises BadRequest (malformed) or NotFound (absent or outside the actor's clinic).
+    """
+    target_id = "" if target_id is None else str(target_id).strip()
+    kind = (target_type or "").strip() or TargetType.USER.value
+    if kind not in (TargetType.USER, TargetType.VISIT):
+        raise BadRequest("meta.target.type must be 'user' or 'visit'.")
+    if kind == TargetType.USER:
+        if not target_id or target_id == "-":
+            return Target(patient=actor)
+        if not target_id.isdigit() or len(target_id) > 18:
+            raise BadRequest("A user target id must be a number.")
+        user = db.session.get(User, int(target_id))
+        if user is None or user.account_id != actor.account_id:
+            raise NotFound("No such user.")
+        return Target(patient=user)
+    if not target_id:
+        raise BadRequest("A visit target needs meta.target.id.")
+    column = Visit.id if target_id.isdigit() and len(target_id) <= 18 else Visit.public_id
+    visit = db.session.scalar(
+        select(Visit).where(column == (int(target_id) if column is Visit.id else target_id),
+                            Visit.account_id == actor.account_id)
+    )
+    if visit is None or (actor.is_patient and visit.patient_id != actor.id):
+        raise NotFound("No such visit.")
+    return Target(patient=visit.patient, visit=visit)
+
+
+def upload(actor: User, origin: Origin, stream: BinaryIO, filename: str | None,
+           category: Category = Category.USER_DOCUMENT, target: Target | None = None,
+           attrs: dict[str, Any] | None = None) -> StoredFile:
+    """Validate and store one upload; return its row.
+
+    Args:
+        actor: who uploads (becomes the creator).
+        origin: the door and client, for the audit trail.
+        stream: the file's bytes, read once in chunks.
+        filename: the client's name for it (cleaned; must agree with the bytes).
+        category: one of Category; intake attachments need a visit target.
+        target: the chart (and visit); defaults to the actor's own.
+        attrs: extra StoredFile columns a dialect keeps (e.g. tscharts image type).
+    Raises:
+        NotFound / Forbidden: the target is out of reach / the role may not upload there.
+        BadRequest: a category and target that do not fit together.
+        TooLarge: over UPLOAD_MAX_BYTES.
+        InvalidUpload: the bytes are not an accepted, intact file matching the name.
+    """
+    target = target or Target(patient=actor)
+    _check_target(actor, category, target)
+    config = current_app.config
+    with spool(stream, config["UPLOAD_MAX_BYTES"], _tmp_dir()) as received:
+        name = clean_name(filename)
+        found = inspect_file(received.path, name, Limits.from_config(config))
+        name = name or f"upload.{found.ext}"
+        storage = get_storage()
+        key = new_key()
+        with received.open() as fh:
+            storage.put(key, fh)
+    now = utcnow()
+    row = StoredFile(
+        account_id=target.patient.account_id, name=name, ext=found.ext, size=received.size,
+        sha256=received.sha256, media_type=found.media_type, category=category.value,
+        target_type=target.type.value, target_id=target.id, patient_id=target.patient.id,
+        visit_id=target.visit.id if target.visit else None, creator_id=actor.id,
+        created_at=now, modified_at=now, storage_backend=storage.name, storage_key=key,
+        page_count=found.page_count, width=found.width, height=found.height,
+        **(attrs or {}),
+    )
+    try:
+        if category == Category.USER_AVATAR:
+            _retire_avatars(actor, origin, target.patient, now)
+        db.session.add(row)
+        db.session.flush()
+        audit.record(Action.UPLOAD, origin, actor=actor, file=row, name=name, size=row.size)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        storage.delete(key)  # never leave bytes without a row
+        raise
+    return row
+
+
+def _check_target(actor: User, category: Category, target: Target) -> None:
+    access.check_upload(actor, category, target.patient, target.patient.account_id)
+    if category == Category.INTAKE_ATTACHMENT and target.visit is None:
+        raise BadRequest("Intake attachments belong to a visit: set meta.target.type=visit and its id.")
+    if category != Category.USER_AVATAR and target.patient.role != Role.PATIENT:
+        raise BadRequest("Documents belong to a patient: set meta.target.id to the patient's user id.")
+
+
+def _retire_avatars(actor: User, origin: Origin, user: User, now) -> None:
+    """One avatar per user: a new one replaces (soft-deletes) the old."""
+    for old in db.session.scalars(_live().where(
+        StoredFile.patient_id == user.id, StoredFile.category == Category.USER_AVATAR,
+        StoredFile.target_type == TargetType.USER,
+    )):
+        old.deleted_at, old.deleted_by_id = now, actor.id
+        audit.record(Action.DELETE, origin, actor=actor, file=old, reason="replaced")
+
+
+def _tmp_dir() -> str:
+    return os.path.join(current_app.instance_path, "tmp")
+
+
+def _live():
+    return select(StoredFile).where(StoredFile.deleted_at.is_(None))
+
+
+def list_files(actor: User, target: Target | None = None, category: Category | None = None,
+               include_shared: bool = False, page: int = 1, per_page: int | None = None) -> Page:
+    """The files of one chart (or one visit) that the actor may see, newest first.
+
+    Args:
+        target: the chart; the actor's own when None. A visit target lists that visit's files.
+        category: only this category (all when None).
+        include_shared: also files of any target that a provider shared with this patient.
+        page, per_page: 1-based page; per_page defaults to API_PAGE_SIZE, capped at the max.
+    Raises:
+        NotFound: the chart is outside the actor's reach.
+    """
+    target = target or Target(patient=actor)
+    if not access.in_scope(actor, target.patient.id, target.patient.account_id):
+        raise NotFound("No such user.")
+    per_page = _page_size(per_page)
+    page = max(1, page)
+    where = StoredFile.target_type == target.type.value, StoredFile.target_id == target.id
+    condition = where[0] & where[1]
+    if category is not None:
+        condition = condition & (StoredFile.category == category.value)
+    if include_shared:
+        condition = or_(condition, (StoredFile.patient_id == target.patient.id) & StoredFile.shared.is_(True))
+    query = _live().where(StoredFile.account_id == target.patient.account_id, condition)
+    if actor.is_patient:  # a patient sees their own chart only; avatars of others never
+        query = query.where(StoredFile.patient_id == actor.id)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = list(db.session.scalars(
+        query.order_by(StoredFile.created_at.desc(), StoredFile.id.desc())
+        .limit(per_page).offset((page - 1) * per_page)
+    ))
+    return Page(items=items, total=total or 0, page=page, per_page=per_page)
+
+
+def _page_size(per_page: int | None) -> int:
+    config = current_app.config
+    if per_page is None:
+        return config["API_PAGE_SIZE"]
+    return max(1, min(per_page, config["API_PAGE_SIZE_MAX"]))
+
+
+def get_file(actor: User, file_id: str | int, action: Action = Action.VIEW) -> StoredFile:
+    """A live file by public UUID (or integer id) if the actor may take `action` on it.
+
+    Raises NotFound (absent, deleted or out of reach) or Forbidden (visible, not allowed).
+    """
+    row = find_file(file_id)
+    if row is None or row.is_deleted:
+        raise NotFound("No such file.")
+    access.check(actor, row, action)
+    return row
+
+
+def find_file(file_id: str | int) -> StoredFile | None:
+    """Any file row (deleted ones too) by public UUID or integer id; no access check."""
+    if isinstance(file_id, int):
+        return db.session.get(StoredFile, file_id)
+    if not isinstance(file_id, str) or len(file_id) != 36:
+        return None
+    return db.session.scalar(select(StoredFile).where(StoredFile.public_id == file_id.lower()))
+
+
+def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None) -> StoredFile:
+    """Change a file's display name only; `ext` follows when the new extension fits the type.
+
+    Raises NotFound/Forbidden (access) or BadRequest (empty or unprintable name).
+    """
+    row = get_file(actor, file_id, Action.RENAME)
+    name = clean_name(new_name)
+    if not name:
+        raise BadRequest("The new name must contain at least one printable character.")
+    old = row.name
+    ext = name_extension(name)
+    if ext in TYPES[row.media_type][0]:
+        row.ext = ext
+    row.name = name
+    row.modified_at = utcnow()
+    row.version += 1
+    audit.record(Action.RENAME, origin, actor=actor, file=row, old_name=old, new_name=name)
+    db.session.commit()
+    return row
+
+
+def delete(actor: User, origin: Origin, file_id: str | int) -> StoredFile:
+    """Soft-delete: hidden everywhere, bytes kept until `files cleanup` purges them."""
+    row = get_file(actor, file_id, Action.DELETE)
+    row.deleted_at = row.modified_at = utcnow()
+    row.deleted_by_id = actor.id
+    audit.record(Action.DELETE, origin, actor=actor, file=row)
+    db.session.commit()
+    return row
+
+
+def set_shared(actor: User, origin: Origin, file_id: str | int, shared: bool) -> StoredFile:
+    """Share a file with (or withdraw it from) the patient whose chart holds it."""
+    row = get_file(actor, file_id, Action.SHARE if shared else Action.UNSHARE)
+    if row.shared != shared:
+        row.shared = shared
+        row.modified_at = utcnow()
+        audit.record(Action.SHARE if shared else Action.UNSHARE, origin, actor=actor, file=row)
+        db.session.commit()
+    return row
+
+
+def restore(origin: Origin, file_id: str | int, actor: User | None = None) -> StoredFile:
+    """Undo a soft delete (admins, through the CLI). Raises NotFound or Conflict."""
+    row = find_file(file_id)
+    if row is None:
+        raise NotFound(f"No file {file_id}.")
+    if row.purged_at is not None:
+        raise Conflict("The file's bytes were purged; it cannot be restored.")
+    if row.deleted_at is None:
+        raise Conflict("The file is not deleted.")
+    row.deleted_at = row.deleted_by_id = None
+    row.modified_at = utcnow()
+    audit.record(Action.RESTORE, origin, actor=actor, file=row)
+    db.session.commit()
+    return row
+
+
+def download_name(row: StoredFile) -> str:
+    """The name to save the file under: its display name, with the real extension if missing."""
+    if name_extension(row.name) in TYPES[row.media_type][0]:
+        return row.name
+    return f"{row.name}.{row.ext}"

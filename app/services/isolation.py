@@ -1,0 +1,92 @@
+"""Run an untrusted-input parser in a forked child with a time and memory budget.
+
+A hostile PDF can make a parser loop or allocate without end; in a child process the worker
+survives: the child is killed at the deadline and its address space is capped.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+try:
+    import resource
+except ImportError:  # not POSIX: run in-process, unbounded
+    resource = None  # type: ignore[assignment]
+
+
+class IsolationError(Exception):
+    """The child ran out of time or memory, or died."""
+
+
+def _vm_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float, memory: int) -> Any:
+    """Call fn(*args) in a forked child; return its result or re-raise its exception.
+
+    Args:
+        fn: a module-level function whose result and exceptions pickle.
+        timeout: seconds before the child is killed.
+        memory: bytes of address space the child may add to what it inherits.
+    Raises:
+        IsolationError: on timeout, memory exhaustion or a crash of the child.
+        Exception: whatever fn raised, re-raised in the parent.
+    """
+    if resource is None or not hasattr(os, "fork") or not os.path.exists("/proc/self/statm"):
+        return fn(*args)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.close(read_fd)
+            limit = _vm_bytes() + memory
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            try:
+                payload = (True, fn(*args))
+            except MemoryError:
+                payload = (False, IsolationError("the file needs too much memory to check"))
+            except BaseException as exc:  # noqa: BLE001 - sent to the parent, which re-raises
+                payload = (False, exc)
+            try:
+                data = pickle.dumps(payload)
+            except Exception:  # noqa: BLE001 - an unpicklable exception still means failure
+                data = pickle.dumps((False, IsolationError(repr(payload[1])[:200])))
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(data)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    os.kill(pid, signal.SIGKILL)
+                    raise IsolationError("the file took too long to check")
+                ready, _, _ = select.select([pipe], [], [], remaining)
+                if not ready:
+                    continue
+                chunk = pipe.read(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if not chunks or os.waitstatus_to_exitcode(status) != 0:
+        raise IsolationError("the file could not be checked")
+    ok, value = pickle.loads(b"".join(chunks))
+    if ok:
+        return value
+    raise value

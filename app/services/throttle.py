@@ -1,0 +1,99 @@
+"""Sign-in throttling: at most N failed attempts per key in a sliding window.
+
+The counter lives in memory for one process, or in Redis (RATELIMIT_STORAGE_URL=redis://…)
+so several gunicorn workers and hosts share it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+
+from flask import Flask, current_app
+
+from app.errors import TooManyRequests
+
+
+class MemoryCounter:
+    """Failures per key, kept in this process."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._hits: dict[str, deque[float]] = defaultdict(deque)
+
+    def count(self, key: str, window: int) -> int:
+        with self._lock:
+            return len(self._prune(key, window))
+
+    def hit(self, key: str, window: int) -> None:
+        with self._lock:
+            self._prune(key, window).append(time.monotonic())
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._hits.pop(key, None)
+
+    def _prune(self, key: str, window: int) -> deque[float]:
+        hits = self._hits[key]
+        cutoff = time.monotonic() - window
+        while hits and hits[0] <= cutoff:
+            hits.popleft()
+        return hits
+
+
+class RedisCounter:
+    """Failures per key in a Redis sorted set, shared by every worker."""
+
+    def __init__(self, url: str):
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    def _key(self, key: str) -> str:
+        return f"chartbox:throttle:{key}"
+
+    def count(self, key: str, window: int) -> int:
+        now = time.time()
+        pipe = self._redis.pipeline()
+        pipe.zremrangebyscore(self._key(key), 0, now - window)
+        pipe.zcard(self._key(key))
+        return int(pipe.execute()[1])
+
+    def hit(self, key: str, window: int) -> None:
+        now = time.time()
+        pipe = self._redis.pipeline()
+        pipe.zadd(self._key(key), {f"{now:.6f}:{id(pipe)}": now})
+        pipe.expire(self._key(key), window)
+        pipe.execute()
+
+    def reset(self, key: str) -> None:
+        self._redis.delete(self._key(key))
+
+
+def init_throttle(app: Flask) -> None:
+    url = app.config["RATELIMIT_STORAGE_URL"]
+    counter = RedisCounter(url) if url.startswith(("redis://", "rediss://")) else MemoryCounter()
+    app.extensions["chartbox_throttle"] = counter
+
+
+def _counter():
+    return current_app.extensions["chartbox_throttle"]
+
+
+def login_key(username: str, ip: str | None) -> str:
+    return f"login:{(username or '').lower()}:{ip or '-'}"
+
+
+def check(key: str) -> None:
+    """Raise TooManyRequests when `key` has used up its failed attempts."""
+    config = current_app.config
+    if _counter().count(key, config["LOGIN_WINDOW"]) >= config["LOGIN_ATTEMPTS"]:
+        raise TooManyRequests("Too many failed sign-in attempts; wait a few minutes and try again.")
+
+
+def failed(key: str) -> None:
+    _counter().hit(key, current_app.config["LOGIN_WINDOW"])
+
+
+def succeeded(key: str) -> None:
+    _counter().reset(key)

@@ -1,0 +1,84 @@
+"""Serving a file's bytes through a signed link, and the image renditions behind `size=`."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO
+
+from flask import url_for
+
+from app.errors import NotFound
+from app.extensions import db
+from app.models import Action, StoredFile
+from app.services import audit, signing
+from app.services.audit import Origin
+from app.services.files import download_name, find_file
+from app.services.images import fit_png, parse_size, rendition_key
+from app.storage import BlobMissing, get_storage
+
+
+@dataclass
+class Download:
+    """Bytes ready to send: an open stream and what the response needs to describe it."""
+
+    stream: BinaryIO
+    size: int
+    media_type: str
+    etag: str
+    name: str
+    last_modified: datetime
+
+
+def view_url(row: StoredFile, size: str | None = None) -> str:
+    """A fresh signed, absolute view link for a file (VSee's `fullpath`)."""
+    code, stamp = signing.sign(signing.VIEW, row.public_id)
+    params = {"auth_code": code, "time": stamp}
+    if size:
+        params["size"] = size
+    return url_for("links.view_file", file_id=row.public_id, _external=True, **params)
+
+
+def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str | None,
+              origin: Origin) -> Download:
+    """Check a signed link and open the file (or its rendition) for sending.
+
+    Args:
+        file_id: the file's public UUID from the path.
+        auth_code, stamp: the link's signature and mint time, as given.
+        size: optional `WxH`; images come back as a PNG fitting the box, others ignore it.
+    Raises:
+        Forbidden: bad, tampered or expired link.
+        NotFound: unknown, deleted or purged file (or its bytes are missing).
+        BadRequest: a malformed size.
+    """
+    signing.verify(signing.VIEW, file_id, auth_code, stamp)
+    box = parse_size(size)
+    row = find_file(file_id)
+    if row is None or row.is_deleted:
+        raise NotFound("No such file.")
+    storage = get_storage()
+    try:
+        if box and row.is_image:
+            download = _rendition(row, box)
+        else:
+            download = Download(storage.open(row.storage_key), row.size, row.media_type,
+                                row.sha256, download_name(row), row.modified_at)
+    except BlobMissing:
+        raise NotFound("The file's contents are missing; an administrator has been told.") from None
+    audit.record(Action.VIEW, origin, actor=None, file=row, size=size if box and row.is_image else None)
+    db.session.commit()
+    return download
+
+
+def _rendition(row: StoredFile, box: tuple[int, int]) -> Download:
+    storage = get_storage()
+    key = rendition_key(row.public_id, box)
+    if not storage.exists(key):
+        with storage.open(row.storage_key) as source:
+            png = fit_png(source, box)
+        storage.put(key, io.BytesIO(png))
+    stem = row.name.rsplit(".", 1)[0] if "." in row.name else row.name
+    return Download(storage.open(key), storage.size(key), "image/png",
+                    f"{row.sha256[:32]}-{box[0]}x{box[1]}", f"{stem}-{box[0]}x{box[1]}.png",
+                    row.modified_at)

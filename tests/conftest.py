@@ -1,0 +1,135 @@
+"""Shared fixtures: a real app on SQLite in tmp_path, real files on disk, factory callables."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from app.extensions import db
+from app.models import Account, Category, Channel, Role, User, Visit
+from app.services import accounts, files
+from app.services.audit import Origin
+
+DATA = Path(__file__).parent / "data"
+REQUIRE_SERVICES = os.environ.get("CHARTBOX_REQUIRE_SERVICES") == "1"
+
+
+def sample(name: str) -> bytes:
+    """The bytes of a sample file in tests/data/ (see tests/data/README.md)."""
+    return (DATA / name).read_bytes()
+
+
+def service_unavailable(what: str, why: str):
+    """Skip with the reason, unless CI made the real services mandatory."""
+    message = f"{what} is not reachable ({why}); set CHARTBOX_REQUIRE_SERVICES=1 to make this fail"
+    if REQUIRE_SERVICES:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def base_config(tmp_path: Path) -> dict:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'chartbox.db'}",
+        "STORAGE_ROOT": str(tmp_path / "files"),
+        "SERVER_NAME": "chartbox.test",
+    }
+
+
+@pytest.fixture
+def config_overrides() -> dict:
+    """Override in a test module to change the app's config."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path, config_overrides):
+    app = create_app({**base_config(tmp_path), **config_overrides}, instance_path=str(tmp_path / "instance"))
+    with app.app_context():
+        db.create_all()
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_account(app):
+    counter = iter(range(1, 10_000))
+
+    def make(code: str | None = None, name: str = "Test Clinic") -> Account:
+        return accounts.create_account(code or f"clinic{next(counter)}", name)
+
+    return make
+
+
+@pytest.fixture
+def clinic(make_account) -> Account:
+    return make_account("clinic-a", "Clinic A")
+
+
+@pytest.fixture
+def make_user(app, clinic):
+    counter = iter(range(1, 10_000))
+
+    def make(role: Role | str = Role.PATIENT, account: Account | None = None, username: str | None = None,
+             password: str | None = "correct horse battery", full_name: str | None = None) -> User:
+        role = Role(role)
+        username = username or f"{role.value}{next(counter)}"
+        return accounts.create_user(account or clinic, role, username, full_name or username.title(),
+                                    f"{username}@example.org", password)
+
+    return make
+
+
+@pytest.fixture
+def make_token(app):
+    def make(user: User, **kwargs) -> str:
+        return accounts.create_token(user, **kwargs)[1]
+
+    return make
+
+
+@pytest.fixture
+def make_visit(app):
+    def make(patient: User, external_id: str | None = None) -> Visit:
+        return accounts.create_visit(patient, external_id)
+
+    return make
+
+
+@pytest.fixture
+def make_file(app):
+    """Upload a real sample through the file service, as `actor` into `patient`'s chart."""
+
+    def make(actor: User, sample_name: str = "letter.pdf", patient: User | None = None,
+             category: Category = Category.USER_DOCUMENT, visit: Visit | None = None,
+             name: str | None = None):
+        target = files.Target(visit.patient, visit) if visit else files.Target(patient or actor)
+        return files.upload(actor, Origin(Channel.CLI), io.BytesIO(sample(sample_name)),
+                            name or sample_name, category, target)
+
+    return make
+
+
+@pytest.fixture
+def storage_root(app) -> Path:
+    return Path(app.config["STORAGE_ROOT"])
+
+
+def blobs(root: Path) -> list[Path]:
+    """Every stored blob (no renditions) under a filesystem storage root."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and "renditions" not in p.parts)
