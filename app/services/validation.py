@@ -5,6 +5,7 @@ Every door passes uploads through inspect_file(); the name only has to agree wit
 from __future__ import annotations
 
 import codecs
+import logging
 import os
 import re
 import unicodedata
@@ -12,6 +13,7 @@ import zipfile
 from dataclasses import dataclass
 
 from PIL import Image
+from pypdf import PdfReader  # imported here so each forked parser child inherits it warm
 
 from app.errors import InvalidUpload
 from app.services.isolation import IsolationError, run_isolated
@@ -186,10 +188,6 @@ def _check_pdf(path: str, media_type: str, limits: Limits) -> dict:
 
 def _parse_pdf(path: str) -> int:
     """Runs in the isolated child: count pages, touching each page's tree."""
-    import logging
-
-    from pypdf import PdfReader
-
     logging.getLogger("pypdf").setLevel(logging.CRITICAL)
     try:
         reader = PdfReader(path, strict=False)
