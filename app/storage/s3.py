@@ -1,0 +1,196 @@
+"""Blobs as objects in an S3-compatible bucket (AWS S3, MinIO, Ceph, moto in tests).
+
+`put` is atomic by S3's own semantics: an object becomes visible only when its upload
+completes (single PUT or multipart complete), so readers never see a partial blob; a failed
+multipart upload is aborted. `open` returns a seekable reader that fetches ranges on demand,
+so Range responses and re-hashing never load a whole object into memory.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from app.storage.base import CHUNK, BlobMissing, Storage, StorageError, check_key
+
+_PART = 8 * CHUNK  # multipart part size (S3 needs >= 5 MiB for all but the last part)
+_READ_BUFFER = CHUNK
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchObject"}
+
+
+def _imports():
+    try:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError as exc:  # the [s3] extra is not installed
+        raise StorageError("STORAGE_BACKEND=s3 needs boto3: pip install 'chartbox[s3]'") from exc
+    return boto3, Config, BotoCoreError, ClientError
+
+
+def _is_missing(exc: Exception) -> bool:
+    error = getattr(exc, "response", {}).get("Error", {})
+    return str(error.get("Code")) in _MISSING_CODES
+
+
+class S3Storage(Storage):
+    name = "s3"
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None,
+                 region: str | None = None, client=None, list_page_size: int = 1000):
+        boto3, Config, BotoCoreError, ClientError = _imports()
+        self._errors = (BotoCoreError, ClientError)
+        self.bucket = bucket
+        self.list_page_size = list_page_size
+        self.prefix = (prefix or "").strip("/")
+        if self.prefix:
+            self.prefix += "/"
+        try:
+            self.client = client or boto3.client(
+                "s3", endpoint_url=endpoint_url or None, region_name=region or None,
+                config=Config(retries={"max_attempts": 3, "mode": "standard"},
+                              connect_timeout=5, read_timeout=60),
+            )
+        except self._errors as exc:
+            raise StorageError(f"cannot configure the S3 client: {exc}") from exc
+
+    def _object(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def _fail(self, what: str, key: str, exc: Exception) -> StorageError:
+        if _is_missing(exc):
+            return BlobMissing(key)
+        return StorageError(f"cannot {what} {key} in s3://{self.bucket}: {exc}")
+
+    def put(self, key: str, stream: BinaryIO) -> int:
+        name = self._object(key)
+        try:
+            first = _read_full(stream, _PART)
+            if len(first) < _PART:  # small: one PUT, atomic by itself
+                self.client.put_object(Bucket=self.bucket, Key=name, Body=first)
+                return len(first)
+            return self._put_multipart(name, first, stream)
+        except (*self._errors, OSError) as exc:  # OSError: the source stream failed
+            raise self._fail("write", key, exc) from exc
+
+    def _put_multipart(self, name: str, first: bytes, stream: BinaryIO) -> int:
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=name)["UploadId"]
+        try:
+            parts, written, chunk, number = [], 0, first, 1
+            while chunk:
+                done = self.client.upload_part(Bucket=self.bucket, Key=name, UploadId=upload_id,
+                                               PartNumber=number, Body=chunk)
+                parts.append({"ETag": done["ETag"], "PartNumber": number})
+                written += len(chunk)
+                number += 1
+                chunk = _read_full(stream, _PART)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=name, UploadId=upload_id, MultipartUpload={"Parts": parts})
+            return written
+        except BaseException:
+            # Nothing was made visible; drop the parts so they do not linger (and cost).
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+            except self._errors:
+                pass
+            raise
+
+    def open(self, key: str) -> BinaryIO:
+        size = self.size(key)
+        raw = _RangeReader(self, key, self._object(key), size)
+        return io.BufferedReader(raw, buffer_size=_READ_BUFFER)  # type: ignore[return-value]
+
+    def size(self, key: str) -> int:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._object(key))
+        except self._errors as exc:
+            raise self._fail("stat", key, exc) from exc
+        return int(head["ContentLength"])
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.size(key)
+        except BlobMissing:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        try:  # S3 deletes of absent keys succeed, as the contract asks
+            self.client.delete_object(Bucket=self.bucket, Key=self._object(key))
+        except self._errors as exc:
+            if not _is_missing(exc):
+                raise self._fail("delete", key, exc) from exc
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        token = None
+        while True:
+            kwargs = {"Bucket": self.bucket, "Prefix": self.prefix + prefix,
+                      "MaxKeys": self.list_page_size}
+            if token:
+                kwargs["ContinuationToken"] = token
+            try:
+                page = self.client.list_objects_v2(**kwargs)
+            except self._errors as exc:
+                raise StorageError(f"cannot list s3://{self.bucket}/{self.prefix}{prefix}: {exc}") from exc
+            for item in page.get("Contents", []):
+                yield item["Key"][len(self.prefix):]
+            if not page.get("IsTruncated"):
+                return
+            token = page["NextContinuationToken"]
+
+
+def _read_full(stream: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes; short only at the end of the stream."""
+    parts, have = [], 0
+    while have < size:
+        chunk = stream.read(size - have)
+        if not chunk:
+            break
+        parts.append(chunk)
+        have += len(chunk)
+    return b"".join(parts)
+
+
+class _RangeReader(io.RawIOBase):
+    """A seekable raw file over one object: each read is a ranged GET."""
+
+    def __init__(self, storage: S3Storage, key: str, name: str, size: int):
+        self._storage, self._key, self._name, self._size, self._pos = storage, key, name, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        want = min(len(buffer), self._size - self._pos)
+        if want <= 0:
+            return 0
+        end = self._pos + want - 1
+        storage = self._storage
+        try:
+            body = storage.client.get_object(Bucket=storage.bucket, Key=self._name,
+                                             Range=f"bytes={self._pos}-{end}")["Body"]
+            try:
+                data = body.read()
+            finally:
+                body.close()
+        except storage._errors as exc:
+            raise storage._fail("read", self._key, exc) from exc
+        n = len(data)
+        buffer[:n] = data
+        self._pos += n
+        return n

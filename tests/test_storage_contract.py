@@ -1,0 +1,320 @@
+"""One storage contract, run against every backend: the filesystem and S3 (moto's real HTTP server)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app.storage import BlobMissing, Storage, StorageError, new_key
+from app.storage.filesystem import FilesystemStorage
+from conftest import sample
+
+BACKENDS = ["filesystem", "s3"]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on a free local port, speaking the real S3 HTTP protocol."""
+    moto_server = pytest.importorskip("moto.server")
+    with pytest.MonkeyPatch.context() as mp:
+        # Fake credentials, so nothing on this machine can ever reach a real AWS account.
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            mp.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+            mp.delenv(name, raising=False)
+        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint) -> str:
+    import boto3
+
+    name = f"chartbox-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+def make_s3(endpoint: str, bucket: str, prefix: str = "blobs", **kwargs):
+    from app.storage.s3 import S3Storage
+
+    return S3Storage(bucket=bucket, prefix=prefix, endpoint_url=endpoint, region="us-east-1", **kwargs)
+
+
+@pytest.fixture(params=BACKENDS)
+def storage(request, tmp_path) -> Storage:
+    if request.param == "filesystem":
+        return FilesystemStorage(str(tmp_path / "store"))
+    endpoint = request.getfixturevalue("s3_endpoint")
+    return make_s3(endpoint, request.getfixturevalue("s3_bucket"))
+
+
+class Exploding(io.RawIOBase):
+    """A source stream that fails after `after` bytes (a client that hangs up mid-upload)."""
+
+    def __init__(self, after: int, exc: Exception):
+        self.left, self.exc = after, exc
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.left <= 0:
+            raise self.exc
+        n = min(len(buffer), self.left, 64 * 1024)
+        buffer[:n] = b"x" * n
+        self.left -= n
+        return n
+
+
+# -- put / open / size / exists --------------------------------------------------------------
+
+def test_put_then_read_back(storage):
+    data = sample("letter.pdf")
+    key = new_key()
+    assert storage.put(key, io.BytesIO(data)) == len(data)
+    assert storage.exists(key)
+    assert storage.size(key) == len(data)
+    with storage.open(key) as fh:
+        assert fh.read() == data
+    assert list(storage.keys()) == [key]
+
+
+def test_put_empty_blob(storage):
+    key = new_key()
+    assert storage.put(key, io.BytesIO(b"")) == 0
+    assert storage.size(key) == 0
+    with storage.open(key) as fh:
+        assert fh.read() == b""
+
+
+def test_put_replaces_whole_object(storage):
+    key = new_key()
+    storage.put(key, io.BytesIO(b"a" * 1000))
+    storage.put(key, io.BytesIO(b"short"))
+    with storage.open(key) as fh:
+        assert fh.read() == b"short"
+    assert storage.size(key) == 5
+
+
+def test_large_blob_streams_in_parts(storage):
+    """Bigger than one S3 multipart part: the pieces come back in order, byte for byte."""
+    size = 9 * 1024 * 1024 + 123
+    data = (hashlib.sha256(b"seed").digest() * (size // 32 + 1))[:size]
+    key = new_key()
+    assert storage.put(key, io.BytesIO(data)) == size
+    assert storage.size(key) == size
+    digest = hashlib.sha256()
+    with storage.open(key) as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("after", [10, 9 * 1024 * 1024], ids=["small", "after-first-part"])
+def test_failed_put_leaves_nothing(storage, after):
+    key = new_key()
+    with pytest.raises(StorageError):
+        storage.put(key, Exploding(after, OSError("client went away")))
+    assert not storage.exists(key)
+    assert list(storage.keys()) == []
+
+
+def test_failed_put_keeps_previous_object(storage):
+    key = new_key()
+    storage.put(key, io.BytesIO(b"original"))
+    with pytest.raises(StorageError):
+        storage.put(key, Exploding(100, OSError("boom")))
+    with storage.open(key) as fh:
+        assert fh.read() == b"original"
+
+
+def test_non_storage_errors_from_the_source_propagate_unchanged(storage):
+    """A service's own error raised while reading (e.g. a size limit) is not disguised."""
+    key = new_key()
+    with pytest.raises(KeyboardInterrupt):
+        storage.put(key, Exploding(10, KeyboardInterrupt()))
+    assert not storage.exists(key)
+
+
+def test_open_is_seekable_for_ranges(storage):
+    data = bytes(range(256)) * 64  # 16 KiB of known bytes
+    key = new_key()
+    storage.put(key, io.BytesIO(data))
+    with storage.open(key) as fh:
+        assert fh.seekable() and fh.readable()
+        fh.seek(1000)
+        assert fh.tell() == 1000
+        assert fh.read(10) == data[1000:1010]
+        fh.seek(-16, os.SEEK_END)
+        assert fh.read() == data[-16:]
+        fh.seek(5)
+        fh.seek(7, os.SEEK_CUR)
+        assert fh.read(3) == data[12:15]
+        fh.seek(len(data) + 10)
+        assert fh.read(5) == b""
+        fh.seek(0)
+        assert fh.read() == data
+
+
+def test_missing_key(storage):
+    key = new_key()
+    with pytest.raises(BlobMissing):
+        storage.open(key)
+    with pytest.raises(BlobMissing):
+        storage.size(key)
+    assert issubclass(BlobMissing, StorageError)
+    assert not storage.exists(key)
+    storage.delete(key)  # not an error
+
+
+def test_delete(storage):
+    key, other = new_key(), new_key()
+    storage.put(key, io.BytesIO(b"one"))
+    storage.put(other, io.BytesIO(b"two"))
+    storage.delete(key)
+    assert not storage.exists(key)
+    assert storage.exists(other)
+    assert list(storage.keys()) == [other]
+
+
+def test_keys_by_prefix(storage):
+    made = sorted(new_key() for _ in range(5))
+    for key in made:
+        storage.put(key, io.BytesIO(key.encode()))
+    rendition = f"renditions/{made[0][:2]}/{uuid.uuid4()}/10x10.png"
+    storage.put(rendition, io.BytesIO(b"png"))
+    assert sorted(storage.keys()) == sorted(made + [rendition])
+    assert list(storage.keys("renditions/")) == [rendition]
+    assert sorted(storage.keys(made[1][:2] + "/")) == sorted(k for k in made if k[:2] == made[1][:2])
+    assert list(storage.keys("zz-nothing/")) == []
+
+
+@pytest.mark.parametrize("key", ["../escape", "/abs/path", "a//b", "UPPER/case", "", "a/../../b",
+                                 "with space", "x" * 201, "\u00e9/x", ".hidden/x"])
+def test_rejects_keys_that_could_escape(storage, key):
+    with pytest.raises(StorageError):
+        storage.put(key, io.BytesIO(b"x"))
+    with pytest.raises(StorageError):
+        storage.open(key)
+    assert list(storage.keys()) == []
+
+
+# -- backend specifics ---------------------------------------------------------------------------
+
+def test_filesystem_hides_partial_files(tmp_path):
+    store = FilesystemStorage(str(tmp_path / "store"))
+    key = new_key()
+    folder = tmp_path / "store" / key[:2]
+    folder.mkdir(parents=True)
+    (folder / ".abc.part").write_bytes(b"partial")
+    assert list(store.keys()) == []
+    assert not store.exists(key)
+
+
+def test_filesystem_unusable_root_is_a_storage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError):
+        FilesystemStorage(str(blocker / "store"))
+
+
+def test_s3_lists_past_one_page_and_keeps_prefixes_apart(s3_endpoint, s3_bucket):
+    store = make_s3(s3_endpoint, s3_bucket, prefix="one", list_page_size=2)
+    neighbour = make_s3(s3_endpoint, s3_bucket, prefix="two")
+    made = sorted(new_key() for _ in range(5))
+    for key in made:
+        store.put(key, io.BytesIO(b"x"))
+    neighbour.put(new_key(), io.BytesIO(b"y"))
+    assert sorted(store.keys()) == made
+    assert len(list(neighbour.keys())) == 1
+
+
+def test_s3_missing_bucket_is_a_storage_error(s3_endpoint):
+    store = make_s3(s3_endpoint, f"absent-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(StorageError):
+        store.put(new_key(), io.BytesIO(b"x"))
+    with pytest.raises(StorageError):
+        list(store.keys())
+
+
+def test_s3_unreachable_endpoint_is_a_storage_error(s3_endpoint):
+    import socket
+
+    import boto3
+    from botocore.config import Config
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client = boto3.client("s3", endpoint_url=dead, region_name="us-east-1",
+                          config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+    store = make_s3(dead, "bucket", client=client)
+    for call in (lambda: store.put(new_key(), io.BytesIO(b"x")), lambda: store.size(new_key()),
+                 lambda: store.exists(new_key()), lambda: list(store.keys()),
+                 lambda: store.delete(new_key())):
+        with pytest.raises(StorageError) as info:
+            call()
+        assert not isinstance(info.value, BlobMissing)
+
+
+def test_s3_read_of_vanished_object_is_blob_missing(s3_endpoint, s3_bucket):
+    store = make_s3(s3_endpoint, s3_bucket)
+    key = new_key()
+    store.put(key, io.BytesIO(b"x" * 5000))
+    fh = store.open(key)
+    store.delete(key)
+    with pytest.raises(BlobMissing):
+        fh.read()
+    fh.close()
+
+
+# -- the app on S3 ------------------------------------------------------------------------------
+
+@pytest.fixture
+def config_overrides(s3_endpoint, s3_bucket) -> dict:
+    """Only the app test below uses `app`: it runs on S3."""
+    return {"STORAGE_BACKEND": "s3", "S3_BUCKET": s3_bucket, "S3_ENDPOINT_URL": s3_endpoint,
+            "S3_REGION": "us-east-1", "S3_PREFIX": "chartbox"}
+
+
+def test_vsee_upload_and_view_on_s3(app, client, s3_endpoint, s3_bucket, make_user, make_token):
+    """STORAGE_BACKEND=s3 end to end: the upload lands in the bucket; the view link streams it."""
+    from app.extensions import db
+    from app.models import StoredFile
+
+    provider, patient = make_user("provider"), make_user("patient")
+    token = make_token(provider)
+    data = sample("photo.jpg")
+    resp = client.post("/api_v3/files", headers={"X-ApiToken": token},
+                       data={"file": (io.BytesIO(data), "photo.jpg"), "meta.target.id": str(patient.id)})
+    assert resp.status_code == 200, resp.json
+    row = db.session.query(StoredFile).one()
+    assert row.storage_backend == "s3"
+    store = make_s3(s3_endpoint, s3_bucket, prefix="chartbox")
+    assert list(store.keys()) == [row.storage_key]
+    local = Path(app.config["STORAGE_ROOT"])
+    assert not local.exists() or not any(p.is_file() for p in local.rglob("*"))
+
+    link = resp.json["data"]["fullpath"]
+    view = client.get(link)
+    assert view.status_code == 200 and view.data == data
+    ranged = client.get(link, headers={"Range": "bytes=100-199"})
+    assert ranged.status_code == 206 and ranged.data == data[100:200]
+    assert ranged.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
+    small = client.get(link + "&size=64x64")
+    assert small.status_code == 200 and small.mimetype == "image/png"
+    assert len(list(store.keys("renditions/"))) == 1
+
+    assert client.delete(f"/api_v3/files/{row.public_id}", headers={"X-ApiToken": token}).status_code == 200
+    assert client.get(link).status_code == 404
