@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -13,11 +14,24 @@ from app.models.enums import Category, TargetType
 from app.models.visits import Visit
 
 
+class ImageType(StrEnum):
+    """tscharts image types (its API spells them exactly so, case-sensitive)."""
+
+    HEADSHOT = "Headshot"
+    XRAY = "Xray"
+    SURGERY = "Surgery"
+    AUDIOGRAM = "Audiogram"
+
+
 class StoredFile(db.Model):
     __tablename__ = "stored_files"
     __table_args__ = (
         Index("ix_stored_files_target_listing", "target_type", "target_id", "deleted_at", "created_at"),
         Index("ix_stored_files_shared_listing", "patient_id", "shared", "deleted_at"),
+        # tscharts image searches: by patient (and type), or by clinic/station alone.
+        Index("ix_stored_files_tscharts_patient", "patient_id", "image_type", "created_at"),
+        Index("ix_stored_files_tscharts_clinic", "account_id", "tscharts_clinic", "tscharts_station"),
+        Index("ix_stored_files_tscharts_station", "account_id", "tscharts_station"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)  # integer-addressed dialects use this
@@ -49,6 +63,11 @@ class StoredFile(db.Model):
     page_count: Mapped[int | None]
     width: Mapped[int | None]
     height: Mapped[int | None]
+    # Set only for images uploaded through tscharts (an ImageType); its clinic and station are
+    # the client's own integers, kept verbatim (Chartbox has no such objects to point at).
+    image_type: Mapped[str | None] = mapped_column(String(16))
+    tscharts_clinic: Mapped[int | None] = mapped_column(BigInteger)
+    tscharts_station: Mapped[int | None] = mapped_column(BigInteger)
 
     account: Mapped[Account] = relationship(lazy="joined")
     creator: Mapped[User] = relationship(foreign_keys=[creator_id], lazy="joined")
