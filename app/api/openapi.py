@@ -1,0 +1,27 @@
+"""Serves app/api/openapi.yaml as JSON at /api/openapi.json."""
+from __future__ import annotations
+
+import functools
+import os
+
+import yaml
+from flask import Blueprint, Flask
+
+bp = Blueprint("openapi", __name__)
+SPEC_PATH = os.path.join(os.path.dirname(__file__), "openapi.yaml")
+
+
+@functools.cache
+def load_spec() -> dict:
+    with open(SPEC_PATH, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def register_errors(app: Flask) -> None:
+    """Errors here render like the pages' (JSON for JSON clients)."""
+
+
+@bp.get("/api/openapi.json")
+def spec():
+    """The OpenAPI 3.1 document describing every dialect."""
+    return load_spec()
