@@ -9,8 +9,8 @@ from app.services.audit import Origin
 
 
 def origin_of(request: Request, channel: Channel) -> Origin:
-    """The audit origin of a request: its door, client address and user agent."""
-    return Origin(channel, request.remote_addr, request.headers.get("User-Agent"))
+    """The audit origin of a request (kept for the dialects; see Origin.of)."""
+    return Origin.of(request, channel)
 
 
 def bearer(request: Request, scheme: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Signed view links, `/files/view/<id>?auth_code=…&time=…[&size=WxH]`: no token needed."""
+"""Signed view links, `/files/view/<id>?auth_code=…&time=…[&size=WxH][&preview=N]`: no token needed."""
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -6,10 +6,10 @@ from urllib.parse import quote
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.wsgi import wrap_file
 
-from app.api.auth import origin_of
 from app.api.vsee import render_error
 from app.errors import register_renderer
 from app.models import Channel
+from app.services.audit import Origin
 from app.services.viewing import Download, open_view
 
 bp = Blueprint("links", __name__)
@@ -26,9 +26,10 @@ def register_errors(app: Flask) -> None:
 @bp.get("/api_v3/files/view/<file_id>")
 @bp.get("/files/view/<file_id>")  # registered first, so url_for builds this one
 def view_file(file_id: str):
-    """The file's bytes (or a PNG rendition for images with `size`), Range and ETag aware."""
+    """The file's bytes (or a PNG: images with `size`, PDF pages with `preview`), Range/ETag aware."""
     download = open_view(file_id, request.args.get("auth_code"), request.args.get("time"),
-                         request.args.get("size"), origin_of(request, Channel.LINK))
+                         request.args.get("size"), Origin.of(request, Channel.LINK),
+                         preview=request.args.get("preview"))
     return send_download(download, attachment=request.args.get("download") == "1")
 
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, g, jsonify, request, url_for
 
-from app.api.auth import origin_of, principal
+from app.api.auth import principal
 from app.errors import BadRequest, ChartboxError, Unauthorized, register_renderer
 from app.models import Action, Category, Channel, StoredFile, TargetType, User
 from app.services import access, files
+from app.services.audit import Origin
 from app.services.viewing import view_url
 
 bp = Blueprint("vsee", __name__, url_prefix="/api_v3")
@@ -33,7 +34,7 @@ def authenticate() -> None:
 
 
 def _origin():
-    return origin_of(request, Channel.VSEE)
+    return Origin.of(request, Channel.VSEE)
 
 
 def _field(*names: str) -> str | None:

@@ -14,6 +14,7 @@ from app.errors import BadRequest, Conflict, NotFound, Unauthorized
 from app.extensions import db
 from app.models import Account, ApiToken, Role, User, Visit
 from app.models.base import utcnow
+from app.services import access
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
@@ -156,6 +157,25 @@ def get_visit(public_id: str, account_id: int) -> Visit | None:
     return db.session.scalar(
         select(Visit).where(Visit.public_id == public_id, Visit.account_id == account_id)
     )
+
+
+def get_patient(actor: User, patient_id: int) -> User:
+    """A patient whose chart `actor` may open (their own, or any in a provider's clinic).
+
+    Raises NotFound for anyone else, so a chart's existence never leaks.
+    """
+    user = db.session.get(User, patient_id)
+    if user is None or user.role != Role.PATIENT or not access.in_scope(actor, user.id, user.account_id):
+        raise NotFound("No such patient.")
+    return user
+
+
+def list_visits(patient: User) -> list[Visit]:
+    """A patient's visits, newest first (the caller has checked the patient is in reach)."""
+    return list(db.session.scalars(
+        select(Visit).where(Visit.patient_id == patient.id)
+        .order_by(Visit.created_at.desc(), Visit.id.desc())
+    ))
 
 
 def list_patients(account_id: int, search: str = "") -> list[User]:

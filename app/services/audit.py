@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from app.extensions import db
 from app.models import Action, AuditEvent, Channel, StoredFile, User
+
+if TYPE_CHECKING:
+    from flask import Request
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,11 @@ class Origin:
     @classmethod
     def cli(cls) -> Origin:
         return cls(Channel.CLI)
+
+    @classmethod
+    def of(cls, request: Request, channel: Channel) -> Origin:
+        """A request's origin: its door, client address and user agent (the door passes it in)."""
+        return cls(channel, request.remote_addr, request.headers.get("User-Agent"))
 
 
 def record(action: Action, origin: Origin, *, actor: User | None, file: StoredFile | None = None,

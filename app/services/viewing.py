@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
-from flask import url_for
+from flask import current_app, url_for
 
-from app.errors import NotFound
+from app.errors import BadRequest, NotFound
 from app.extensions import db
 from app.models import Action, StoredFile
 from app.services import audit, signing
 from app.services.audit import Origin
 from app.services.files import download_name, find_file
-from app.services.images import fit_png, parse_size, rendition_key
+from app.services.images import fit_png, parse_page, parse_size, pdf_page_png, rendition_key
 from app.storage import BlobMissing, get_storage
 
 
@@ -30,43 +30,61 @@ class Download:
     last_modified: datetime
 
 
-def view_url(row: StoredFile, size: str | None = None) -> str:
-    """A fresh signed, absolute view link for a file (VSee's `fullpath`)."""
+# A PDF page preview without an explicit size fits this box (a readable page on screen).
+PREVIEW_BOX = (1200, 1600)
+
+
+def view_url(row: StoredFile, size: str | None = None, preview: int | None = None) -> str:
+    """A fresh signed, absolute view link for a file (VSee's `fullpath`).
+
+    `size` asks for an image rendition; `preview=<page>` asks for a PNG of that PDF page
+    (sized by `size`, else PREVIEW_BOX). Neither is signed: they only pick a rendition.
+    """
     code, stamp = signing.sign(signing.VIEW, row.public_id)
     params = {"auth_code": code, "time": stamp}
     if size:
         params["size"] = size
+    if preview:
+        params["preview"] = preview
     return url_for("links.view_file", file_id=row.public_id, _external=True, **params)
 
 
 def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str | None,
-              origin: Origin) -> Download:
+              origin: Origin, preview: str | None = None) -> Download:
     """Check a signed link and open the file (or its rendition) for sending.
 
     Args:
         file_id: the file's public UUID from the path.
         auth_code, stamp: the link's signature and mint time, as given.
         size: optional `WxH`; images come back as a PNG fitting the box, others ignore it.
+        preview: optional 1-based page number; a PDF then comes back as a PNG of that page
+            (fitting `size`, else PREVIEW_BOX). Ignored for other types, so plain `size=`
+            on a PDF still returns the PDF as the VSee documents say.
     Raises:
         Forbidden: bad, tampered or expired link.
         NotFound: unknown, deleted or purged file (or its bytes are missing).
-        BadRequest: a malformed size.
+        BadRequest: a malformed size or preview, a page the PDF does not have, or a PDF
+            page that cannot be rendered.
     """
-    signing.verify(signing.VIEW, file_id, auth_code, stamp)
+    signing.verify(signing.VIEW, file_id, auth_code, stamp)  # before anything else is read
     box = parse_size(size)
+    page = parse_page(preview)
     row = find_file(file_id)
     if row is None or row.is_deleted:
         raise NotFound("No such file.")
     storage = get_storage()
     try:
-        if box and row.is_image:
+        if page and row.is_pdf:
+            download = _pdf_preview(row, box or PREVIEW_BOX, page)
+        elif box and row.is_image:
             download = _rendition(row, box)
         else:
             download = Download(storage.open(row.storage_key), row.size, row.media_type,
                                 row.sha256, download_name(row), row.modified_at)
     except BlobMissing:
         raise NotFound("The file's contents are missing; an administrator has been told.") from None
-    audit.record(Action.VIEW, origin, actor=None, file=row, size=size if box and row.is_image else None)
+    audit.record(Action.VIEW, origin, actor=None, file=row, size=size if box and row.is_image else None,
+                 **({"preview": page} if page and row.is_pdf else {}))
     db.session.commit()
     return download
 
@@ -82,3 +100,20 @@ def _rendition(row: StoredFile, box: tuple[int, int]) -> Download:
     return Download(storage.open(key), storage.size(key), "image/png",
                     f"{row.sha256[:32]}-{box[0]}x{box[1]}", f"{stem}-{box[0]}x{box[1]}.png",
                     row.modified_at)
+
+
+def _pdf_preview(row: StoredFile, box: tuple[int, int], page: int) -> Download:
+    if page > (row.page_count or 1):
+        raise BadRequest(f"The PDF has {row.page_count} page(s); there is no page {page}.")
+    storage = get_storage()
+    key = rendition_key(row.public_id, box, page=page)
+    if not storage.exists(key):
+        config = current_app.config
+        with storage.open(row.storage_key) as source:
+            png = pdf_page_png(source, box, page, timeout=config["PDF_PARSE_TIMEOUT"],
+                               memory=config["PDF_PARSE_MEMORY"])
+        storage.put(key, io.BytesIO(png))
+    stem = row.name.rsplit(".", 1)[0] if "." in row.name else row.name
+    return Download(storage.open(key), storage.size(key), "image/png",
+                    f"{row.sha256[:32]}-p{page}-{box[0]}x{box[1]}",
+                    f"{stem}-page{page}-{box[0]}x{box[1]}.png", row.modified_at)
