@@ -40,7 +40,10 @@ def timed(fn, repeat: int) -> list[float]:
 
 def big_jpeg(megapixels: float) -> bytes:
     side = int((megapixels * 1_000_000) ** 0.5)
-    im = Image.radial_gradient("L").resize((side, side)).convert("RGB")
+    # Noise over a gradient compresses like a real photo (a flat gradient would be tiny).
+    gradient = Image.radial_gradient("L").resize((side, side))
+    noise = Image.effect_noise((side, side), 40)
+    im = Image.merge("RGB", (gradient, noise, Image.blend(gradient, noise, 0.5)))
     out = io.BytesIO()
     im.save(out, "JPEG", quality=92)
     return out.getvalue()
