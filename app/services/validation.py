@@ -128,13 +128,38 @@ def sniff(head: bytes, name_ext: str) -> str:
     if head.startswith(b"PK\x03\x04"):
         return DOCX if name_ext == "docx" else XLSX if name_ext == "xlsx" else "zip"
     for signature, what in _REFUSED_SIGNATURES:
-        if head.startswith(signature):
+        # A note may well begin "BMI …" or "MZ …": printable signatures only count in binary files.
+        if head.startswith(signature) and (signature == b"%!PS" or not _plausible_text(head)):
             raise InvalidUpload(f"This file is {what}; {_accepted_sentence()}")
     if b"%PDF-" in head[:1024]:
         raise InvalidUpload("This PDF has data before its header; save it again as a plain PDF.")
     if _MARKUP.match(head):
         raise InvalidUpload(f"Web pages, SVG and XML files are not accepted; {_accepted_sentence()}")
     return CSV if name_ext == "csv" else TEXT
+
+
+def _plausible_text(head: bytes) -> bool:
+    """No NUL and valid UTF-8 (a character cut off at the end of `head` is fine)."""
+    if b"\x00" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")("strict").decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _office_type(path: str) -> str:
+    """DOCX or XLSX for a ZIP holding a Word or Excel main part; refuse any other ZIP."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        raise InvalidUpload("The file is a damaged ZIP archive.") from None
+    for media_type, (_, main_part) in _OFFICE_MAIN.items():
+        if main_part in names and "[Content_Types].xml" in names:
+            return media_type
+    raise InvalidUpload("ZIP archives are not accepted; Word and Excel files must end in .docx or .xlsx.")
 
 
 def _accepted_sentence() -> str:
@@ -154,10 +179,8 @@ def inspect_file(path: str, name: str, limits: Limits) -> Inspection:
         head = fh.read(8192)
     ext = name_extension(name)
     media_type = sniff(head, ext)
-    if media_type == "zip":
-        raise InvalidUpload(
-            "ZIP archives are not accepted; Word and Excel files must end in .docx or .xlsx."
-        )
+    if media_type == "zip":  # not named .docx/.xlsx: the parts say whether it is one
+        media_type = _office_type(path)
     allowed_exts, what = TYPES[media_type]
     if ext and ext not in allowed_exts:
         if media_type in (TEXT, CSV) and ext not in ACCEPTED_EXTENSIONS:
