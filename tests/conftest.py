@@ -58,7 +58,17 @@ def app(tmp_path, config_overrides):
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    """A test client that reads each response whole and closes it (as a WSGI server would),
+    so streamed files are closed; a leak outside the response still warns."""
+    client = app.test_client()
+    plain_open = client.open
+
+    def buffered_open(*args, **kwargs):
+        kwargs.setdefault("buffered", True)
+        return plain_open(*args, **kwargs)
+
+    client.open = buffered_open
+    return client
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import wrap_file
 
 from app.api.vsee import render_error
@@ -55,4 +56,8 @@ def send_download(download: Download, attachment: bool = False) -> Response:
     resp.headers["Referrer-Policy"] = "no-referrer"
     csp = _CSP if download.media_type == "application/pdf" else _CSP + "; sandbox"
     resp.headers["Content-Security-Policy"] = csp
-    return resp.make_conditional(request, accept_ranges=True, complete_length=download.size)
+    try:
+        return resp.make_conditional(request, accept_ranges=True, complete_length=download.size)
+    except HTTPException:  # 416: the response is dropped, so close its file here
+        resp.close()
+        raise
