@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import pytest
+from flask import g
+from flask.testing import FlaskClient
 
 from app import create_app
 from app.extensions import db
@@ -143,3 +146,49 @@ def storage_root(app) -> Path:
 def blobs(root: Path) -> list[Path]:
     """Every stored blob (no renditions) under a filesystem storage root."""
     return sorted(p for p in root.rglob("*") if p.is_file() and "renditions" not in p.parts)
+
+
+_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+
+
+class PageClient(FlaskClient):
+    """A test client that behaves like one browser: the signed-in user comes from its own cookie.
+
+    flask-login caches the user and flask-wtf the CSRF token on `g`, and the `app` fixture keeps
+    one app context (so one `g`) open across requests; without the reset a second client would
+    inherit the first one's user and token.
+    """
+
+    _PER_REQUEST = ("_login_user", "csrf_token")
+
+    def open(self, *args, **kwargs):
+        for name in self._PER_REQUEST:
+            g.pop(name, None)
+        try:
+            return super().open(*args, **kwargs)
+        finally:
+            for name in self._PER_REQUEST:
+                g.pop(name, None)
+
+    def csrf(self, path: str = "/login") -> str:
+        """A CSRF token for this client's session, read from a page's form."""
+        match = _CSRF.search(self.get(path).get_data(as_text=True))
+        assert match, f"no CSRF token on {path}"
+        return match[1] or match[2]
+
+    def sign_in(self, user: User, password: str = "correct horse battery") -> PageClient:
+        resp = self.post("/login", data={"csrf_token": self.csrf(), "username": user.username,
+                                         "password": password})
+        assert resp.status_code == 303, resp.get_data(as_text=True)[:500]
+        return self
+
+
+@pytest.fixture
+def make_page_client(app):
+    """Callable: a fresh browser-like client, signed in as `user` when one is given."""
+
+    def make(user: User | None = None, password: str = "correct horse battery") -> PageClient:
+        client = PageClient(app, app.response_class, use_cookies=True)
+        return client.sign_in(user, password) if user is not None else client
+
+    return make

@@ -68,6 +68,12 @@ def check(actor: User, file: StoredFile, action: Action) -> None:
         raise Forbidden(f"You may not {action.value} this file.")
 
 
+def check_directory(actor: User) -> None:
+    """Whether the actor may list their clinic's patients (staff only). Raises Forbidden."""
+    if not actor.is_staff:
+        raise Forbidden("Only clinic staff can see the list of patients.")
+
+
 def check_upload(actor: User, category: Category, patient: User, account_id: int) -> None:
     """Whether the actor may add a file of `category` to `patient`'s chart."""
     if not in_scope(actor, patient.id, account_id):

@@ -178,6 +178,15 @@ def list_visits(patient: User) -> list[Visit]:
     ))
 
 
+def find_patients(actor: User, search: str = "") -> list[User]:
+    """The patients of the actor's clinic matching `search` (name, username or email).
+
+    Raises Forbidden unless the actor is staff (a provider or an admin).
+    """
+    access.check_directory(actor)
+    return list_patients(actor.account_id, search[:100])
+
+
 def list_patients(account_id: int, search: str = "") -> list[User]:
     query = select(User).where(User.account_id == account_id, User.role == Role.PATIENT)
     if search:

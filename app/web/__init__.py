@@ -1,14 +1,56 @@
 """Server-rendered pages for patients and providers."""
-from flask import Flask
+from flask import Flask, Response, redirect, request, url_for
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+
+# Pages load only their own script, styles and images (thumbnails come from the signed-link
+# endpoint on the same origin), so an injected tag can neither run nor phone home.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; frame-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def register_web(app: Flask) -> None:
+    from app.errors import BadRequest, Unauthorized, render_page_error
     from app.extensions import login_manager
     from app.services.accounts import get_user_by_id
-    from app.web import home
+    from app.web import auth, chart, documents, home
+    from app.web.display import register_display
+    from app.web.navigation import here
 
     @login_manager.user_loader
     def load_user(user_id: str):
         return get_user_by_id(int(user_id)) if user_id.isdigit() else None
 
-    app.register_blueprint(home.bp)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to see that page."
+    login_manager.login_message_category = "info"
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        if request.accept_mimetypes.best == "application/json":  # the upload script
+            raise Unauthorized("Your session has ended; sign in again.")
+        return redirect(url_for("auth.login", next=here()))
+
+    @app.errorhandler(CSRFError)
+    def csrf_failed(_exc: CSRFError):
+        return render_page_error(BadRequest(
+            "This form has expired or did not come from Chartbox. Go back, reload the page and try again."
+        ))
+
+    @app.after_request
+    def page_headers(resp: Response) -> Response:
+        if resp.mimetype == "text/html" and "Content-Security-Policy" not in resp.headers:
+            resp.headers["Content-Security-Policy"] = PAGE_CSP
+            resp.headers.setdefault("X-Frame-Options", "DENY")
+            resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+            resp.headers.setdefault("Referrer-Policy", "same-origin")
+            if current_user.is_authenticated:  # pages carry signed links: never keep a copy
+                resp.headers["Cache-Control"] = "private, no-store"
+        return resp
+
+    register_display(app)
+    for module in (home, auth, documents, chart):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,89 @@
+"""Providers' pages: the clinic's patients, and each patient's chart (Documents, Visits, Consents)."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from app.errors import BadRequest, Conflict
+from app.models import Category, TargetType
+from app.services import accounts, files
+from app.services.files import Page, Target
+from app.web.documents import page_size, upload_form
+from app.web.forms import VisitForm
+from app.web.navigation import page_number
+
+bp = Blueprint("chart", __name__)
+
+
+@bp.get("/patients")
+@login_required
+def patients():
+    """The clinic's patients, with a search box (name, username or email)."""
+    query = (request.args.get("q") or "").strip()
+    found = accounts.find_patients(current_user, query)
+    number, size = page_number(), page_size()
+    listing = Page(items=found[(number - 1) * size: number * size], total=len(found),
+                   page=number, per_page=size)
+    return render_template("patients.html", listing=listing, query=query)
+
+
+def _patient(patient_id: int):
+    """The chart's patient, or NotFound when outside the signed-in user's reach."""
+    return accounts.get_patient(current_user, patient_id)
+
+
+@bp.get("/patients/<int:patient_id>")
+@login_required
+def documents(patient_id: int):
+    """A patient's documents (and files shared with them), with the provider's actions."""
+    patient = _patient(patient_id)
+    if patient.id == current_user.id:
+        return redirect(url_for("documents.index"))
+    listing = files.list_files(current_user, Target(patient), Category.USER_DOCUMENT,
+                               include_shared=True, page=page_number(), per_page=page_size())
+    return render_template(
+        "chart_documents.html", patient=patient, listing=listing, tab="documents",
+        upload=upload_form(Category.USER_DOCUMENT, TargetType.USER, patient.id),
+    )
+
+
+@bp.route("/patients/<int:patient_id>/visits", methods=["GET", "POST"])
+@login_required
+def visits(patient_id: int):
+    """A patient's visits with their intake attachments; POST opens a new visit."""
+    patient = _patient(patient_id)
+    if patient.id == current_user.id:
+        return redirect(url_for("documents.visits"))
+    form = VisitForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            visit = accounts.create_visit(patient, form.external_id.data or None, form.reason.data.strip())
+        except (BadRequest, Conflict) as err:
+            form.external_id.errors.append(err.message)
+            status = 400
+        else:
+            flash(f"Opened a visit: {visit.reason}.", "success")
+            return redirect(url_for("chart.visits", patient_id=patient.id), code=303)
+    elif request.method == "POST":
+        status = 400
+    groups = [
+        (visit, files.list_files(current_user, Target(patient, visit), per_page=100),
+         upload_form(Category.INTAKE_ATTACHMENT, TargetType.VISIT, visit.public_id))
+        for visit in accounts.list_visits(patient)
+    ]
+    return render_template("chart_visits.html", patient=patient, groups=groups, form=form,
+                           tab="visits"), status
+
+
+@bp.get("/patients/<int:patient_id>/consents")
+@login_required
+def consents(patient_id: int):
+    """A patient's signed consent forms."""
+    patient = _patient(patient_id)
+    listing = files.list_files(current_user, Target(patient), Category.USER_CONSENT,
+                               page=page_number(), per_page=page_size())
+    return render_template(
+        "chart_consents.html", patient=patient, listing=listing, tab="consents",
+        upload=upload_form(Category.USER_CONSENT, TargetType.USER, patient.id),
+    )

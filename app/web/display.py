@@ -1,0 +1,129 @@
+"""How files, sizes and dates look on the pages (template globals and filters)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask
+from flask_login import current_user
+
+from app.models import Action, Category, StoredFile, User
+from app.services import access, files
+from app.services.files import Target
+from app.services.validation import ACCEPTED_EXTENSIONS, describe
+from app.services.viewing import view_url
+from app.web.navigation import here, page_url
+
+THUMB_BOX = "128x128"  # shown at 64 CSS px: sharp on 2x screens
+AVATAR_BOX = "96x96"
+VIEWER_PAGES = 20  # the in-page viewer shows at most this many PDF pages
+UPLOAD_ACCEPT = ",".join(f".{ext}" for ext in ACCEPTED_EXTENSIONS)
+
+# A short label and a colour family per media type, for the type badge.
+_KINDS = {
+    "application/pdf": ("PDF", "pdf"),
+    "image/png": ("PNG", "image"),
+    "image/jpeg": ("JPG", "image"),
+    "text/plain": ("TXT", "text"),
+    "text/csv": ("CSV", "sheet"),
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ("DOC", "doc"),
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ("XLS", "sheet"),
+}
+
+
+def human_size(size: int | None) -> str:
+    """1536 -> '1.5 KB' (decimal-looking units people read on phones and in Finder)."""
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}".replace(".0 ", " ")
+        value /= 1024
+    return f"{size} bytes"
+
+
+def human_date(moment: datetime | None) -> str:
+    """'12 Mar 2026' (UTC)."""
+    return moment.strftime("%-d %b %Y") if moment else ""
+
+
+def iso(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else ""
+
+
+def kind(row: StoredFile) -> tuple[str, str]:
+    """(badge text, colour family) for a file's type."""
+    return _KINDS.get(row.media_type, (row.ext.upper()[:4] or "FILE", "text"))
+
+
+def type_name(row: StoredFile) -> str:
+    """'PDF document', 'JPEG image', 'Word document' (no article, first letter capital)."""
+    name = describe(row.media_type).split(" ", 1)[-1]
+    return name[:1].upper() + name[1:]
+
+
+def thumb_url(row: StoredFile) -> str | None:
+    """A signed thumbnail link for images and PDFs; None for types shown as a badge."""
+    if row.is_image:
+        return view_url(row, size=THUMB_BOX)
+    if row.is_pdf:
+        return view_url(row, size=THUMB_BOX, preview=1)
+    return None
+
+
+def open_url(row: StoredFile) -> str:
+    return view_url(row)
+
+
+def download_url(row: StoredFile) -> str:
+    return view_url(row) + "&download=1"
+
+
+def viewable(row: StoredFile) -> bool:
+    """Whether the in-page viewer can show it (images, and PDFs as rendered pages)."""
+    return row.is_image or row.is_pdf
+
+
+def can(row: StoredFile, action: str) -> bool:
+    """Whether the signed-in user may take `action` on the file (decides which buttons show)."""
+    return current_user.is_authenticated and access.can(current_user, row, Action(action))
+
+
+def uploader(row: StoredFile) -> str:
+    if current_user.is_authenticated and row.creator_id == current_user.id:
+        return "You"
+    return row.creator.full_name
+
+
+def avatar_of(user: User) -> StoredFile | None:
+    """The user's current profile picture, if they have one."""
+    page = files.list_files(user, Target(user), Category.USER_AVATAR, per_page=1)
+    return page.items[0] if page.items else None
+
+
+def avatar_url(user: User) -> str | None:
+    row = avatar_of(user)
+    return view_url(row, size=AVATAR_BOX) if row else None
+
+
+def initials(user: User) -> str:
+    parts = [p for p in user.full_name.replace(".", " ").split() if p[:1].isalpha()]
+    letters = (parts[0][0] + (parts[-1][0] if len(parts) > 1 else "")) if parts else user.username[:1]
+    return letters.upper()
+
+
+def register_display(app: Flask) -> None:
+    """Make the helpers above available to every template."""
+    app.jinja_env.filters.update(human_size=human_size, human_date=human_date, iso=iso)
+    app.jinja_env.globals.update(
+        file_kind=kind, type_name=type_name, thumb_url=thumb_url, open_url=open_url,
+        download_url=download_url, viewable=viewable, can=can, uploader=uploader,
+        initials=initials, avatar_url=avatar_url, VIEWER_PAGES=VIEWER_PAGES,
+        UPLOAD_ACCEPT=UPLOAD_ACCEPT, here=here, page_url=page_url,
+    )
+
+    @app.context_processor
+    def header_context() -> dict:
+        if not current_user.is_authenticated:
+            return {}
+        return {"header_avatar": avatar_url(current_user)}

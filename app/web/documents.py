@@ -1,0 +1,152 @@
+"""Patients' pages (Documents, Visits, Profile) and the file actions every chart page posts to.
+
+Each view parses the request, calls one file-service function and renders the result; the
+access rules (who may see, rename, delete or share) are the service's, never decided here.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from app.errors import BadRequest, InvalidUpload, TooLarge
+from app.models import Action, Category, Channel, TargetType
+from app.services import accounts, files
+from app.services.audit import Origin
+from app.services.files import Target
+from app.web.display import avatar_of
+from app.web.forms import ConfirmForm, RenameForm, ShareForm, UploadForm
+from app.web.navigation import back, here, page_number, safe_next
+
+bp = Blueprint("documents", __name__)
+
+
+def _origin() -> Origin:
+    return Origin.of(request, Channel.WEB)
+
+
+def upload_form(category: Category, target_type: TargetType, target_id: str | int) -> UploadForm:
+    """An upload form aimed at one chart (or visit), coming back to the current page."""
+    form = UploadForm(formdata=None)
+    form.category.data, form.target_type.data = category.value, target_type.value
+    form.target_id.data, form.next.data = str(target_id), here()
+    return form
+
+
+def page_size() -> int:
+    return current_app.config["WEB_PAGE_SIZE"]
+
+
+@bp.get("/documents")
+@login_required
+def index():
+    """A patient's documents and files shared with them, newest first."""
+    if current_user.is_staff:
+        return redirect(url_for("chart.patients"))
+    listing = files.list_files(current_user, Target(current_user), Category.USER_DOCUMENT,
+                               include_shared=True, page=page_number(), per_page=page_size())
+    return render_template(
+        "documents.html", listing=listing, tab="documents",
+        upload=upload_form(Category.USER_DOCUMENT, TargetType.USER, current_user.id),
+    )
+
+
+@bp.get("/documents/visits")
+@login_required
+def visits():
+    """The attachments of the patient's own visits, one group per visit."""
+    if current_user.is_staff:
+        return redirect(url_for("chart.patients"))
+    groups = [
+        (visit, files.list_files(current_user, Target(current_user, visit), per_page=100),
+         upload_form(Category.INTAKE_ATTACHMENT, TargetType.VISIT, visit.public_id))
+        for visit in accounts.list_visits(current_user)
+    ]
+    return render_template("patient_visits.html", groups=groups, tab="visits")
+
+
+@bp.post("/documents/upload")
+@login_required
+def upload():
+    """Store one or several files; JSON per file for the script, else messages and a redirect."""
+    form = UploadForm()
+    wants_json = request.accept_mimetypes.best == "application/json"
+    category = files.parse_category(form.category.data)
+    target = files.resolve_target(current_user, form.target_type.data, form.target_id.data)
+    chosen = [f for f in request.files.getlist(form.files.name) if f and f.filename]
+    if not chosen:
+        if wants_json:
+            raise BadRequest("Choose at least one file to upload.")
+        flash("Choose at least one file to upload.", "error")
+        return back(form.next.data)
+    results = []
+    for item in chosen:
+        try:
+            row = files.upload(current_user, _origin(), item.stream, item.filename, category, target)
+        except (InvalidUpload, TooLarge) as err:  # per file: the others still go in
+            results.append({"name": item.filename, "ok": False, "error": err.message})
+        else:
+            results.append({"name": row.name, "ok": True, "id": row.public_id})
+    if wants_json:
+        failed = [r for r in results if not r["ok"]]
+        resp = jsonify(files=results, message=failed[0]["error"] if failed else "Uploaded.")
+        resp.status_code = 400 if failed and len(failed) == len(results) else 201
+        return resp
+    for result in results:
+        if result["ok"]:
+            flash(f"Uploaded “{result['name']}”.", "success")
+        else:
+            flash(f"“{result['name']}” was not uploaded: {result['error']}", "error")
+    return back(form.next.data)
+
+
+@bp.post("/documents/<file_id>/rename")
+@login_required
+def rename(file_id: str):
+    """Give a file a new display name (its bytes never change)."""
+    form = RenameForm()
+    if not form.validate():
+        for message in form.name.errors:
+            flash(message, "error")
+        return back(form.next.data)
+    try:
+        row = files.rename(current_user, _origin(), file_id, form.name.data)
+    except BadRequest as err:  # an empty or unprintable name: say so on the page
+        flash(err.message, "error")
+    else:
+        flash(f"Renamed to “{row.name}”.", "success")
+    return back(form.next.data)
+
+
+@bp.route("/documents/<file_id>/delete", methods=["GET", "POST"])
+@login_required
+def delete(file_id: str):
+    """GET asks for confirmation (the no-script path); POST deletes."""
+    form = ConfirmForm()
+    if request.method == "GET":
+        row = files.get_file(current_user, file_id, Action.DELETE)
+        form.next.data = safe_next(request.args.get("next")) or ""
+        return render_template("confirm_delete.html", row=row, form=form)
+    row = files.delete(current_user, _origin(), file_id)
+    flash(f"Deleted “{row.name}”.", "success")
+    return back(form.next.data)
+
+
+@bp.post("/documents/<file_id>/share")
+@login_required
+def share(file_id: str):
+    """Share a file with the patient whose chart holds it, or stop sharing it."""
+    form = ShareForm()
+    row = files.set_shared(current_user, _origin(), file_id, bool(form.shared.data))
+    who = row.patient.full_name
+    flash(f"Shared “{row.name}” with {who}." if row.shared else f"“{row.name}” is no longer shared with {who}.",
+          "success")
+    return back(form.next.data)
+
+
+@bp.get("/profile")
+@login_required
+def profile():
+    """The signed-in user's profile picture: see it, replace it, remove it."""
+    form = upload_form(Category.USER_AVATAR, TargetType.USER, current_user.id)
+    return render_template("profile.html", upload=form, avatar=avatar_of(current_user),
+                           remove=ConfirmForm(formdata=None, next=url_for("documents.profile")))

@@ -1,0 +1,48 @@
+"""The pages' forms (flask-wtf: every POST carries the session's CSRF token)."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import MultipleFileField
+from wtforms import BooleanField, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired("Enter your username."), Length(max=150)],
+                           render_kw={"autocomplete": "username", "autocapitalize": "none",
+                                      "spellcheck": "false", "autofocus": True})
+    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
+    next = HiddenField()
+
+
+class UploadForm(FlaskForm):
+    """One or several files for a chart; the target travels in hidden fields."""
+
+    files = MultipleFileField("Choose files")
+    category = HiddenField()
+    target_type = HiddenField()
+    target_id = HiddenField()
+    next = HiddenField()
+
+
+class RenameForm(FlaskForm):
+    name = StringField("New name", validators=[DataRequired("Enter a name."), Length(max=255)])
+    next = HiddenField()
+
+
+class ConfirmForm(FlaskForm):
+    """A bare POST (delete, sign out): only the CSRF token and where to go afterwards."""
+
+    next = HiddenField()
+
+
+class ShareForm(FlaskForm):
+    shared = BooleanField("Shared with the patient")
+    next = HiddenField()
+
+
+class VisitForm(FlaskForm):
+    reason = StringField("Reason for the visit", validators=[DataRequired("Say what the visit is for."),
+                                                             Length(max=200)])
+    external_id = StringField("External id (optional)", validators=[Optional(), Length(max=200)])

@@ -1,0 +1,285 @@
+/* Chartbox pages: progressive enhancement only. Every form and link works without this file;
+   with it, uploads show progress per file, images and PDFs open in an in-page viewer and
+   deletions ask in a dialog. Loaded as a same-origin script (the pages' CSP allows no inline code). */
+(function () {
+  "use strict";
+  document.documentElement.classList.add("js");
+
+  var VIEWER_PAGES = 20;
+  var PAGE_BOX = "1200x1600";
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function humanSize(bytes) {
+    var units = ["bytes", "KB", "MB", "GB"], i = 0;
+    while (bytes >= 1024 && i < units.length - 1) { bytes /= 1024; i++; }
+    return i === 0 ? bytes + " bytes" : bytes.toFixed(1).replace(/\.0$/, "") + " " + units[i];
+  }
+
+  /* ---- Uploads: one request per file, so each has its own progress bar and its own error ---- */
+
+  function uploadOne(form, file, item) {
+    return new Promise(function (resolve) {
+      var bar = item.querySelector("progress");
+      var status = item.querySelector(".upload-status");
+      var finish = function (ok, message) {
+        item.classList.add(ok ? "is-done" : "is-failed");
+        status.textContent = message;
+        resolve(ok);
+      };
+      var max = parseInt(form.dataset.maxBytes, 10);
+      if (max && file.size > max) {
+        finish(false, "Not uploaded: the file is " + humanSize(file.size) + "; the limit is " + form.dataset.maxLabel + ".");
+        return;
+      }
+      var data = new FormData();
+      ["csrf_token", "category", "target_type", "target_id"].forEach(function (name) {
+        var field = form.elements.namedItem(name);
+        if (field) data.append(name, field.value);
+      });
+      data.append("files", file, file.name);
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.setRequestHeader("X-CSRFToken", csrfToken());
+      xhr.upload.addEventListener("progress", function (event) {
+        if (!event.lengthComputable) return;
+        bar.max = event.total;
+        bar.value = event.loaded;
+        status.textContent = Math.round((event.loaded / event.total) * 100) + "%";
+      });
+      xhr.addEventListener("load", function () {
+        var body = null;
+        try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+        if (xhr.status === 201) { finish(true, "Uploaded"); return; }
+        if (xhr.status === 401) { finish(false, "Your session has ended. Reload the page and sign in again."); return; }
+        var message = body && body.files && body.files[0] && body.files[0].error;
+        message = message || (body && body.message) || "The upload failed (error " + xhr.status + "). Try again.";
+        finish(false, "Not uploaded: " + message);
+      });
+      xhr.addEventListener("error", function () {
+        finish(false, "Not uploaded: the connection was lost. Check your network and try again.");
+      });
+      status.textContent = "Starting…";
+      xhr.send(data);
+    });
+  }
+
+  function refreshRegions() {
+    return fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (resp) { return resp.ok ? resp.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-region]").forEach(function (region) {
+          var replacement = region.id && fresh.getElementById(region.id);
+          if (replacement) region.replaceWith(document.importNode(replacement, true));
+        });
+      });
+  }
+
+  function uploadFiles(form, files) {
+    if (!files.length) return;
+    var queue = form.querySelector(".upload-queue");
+    var items = Array.prototype.map.call(files, function (file) {
+      var item = el("li", "upload-item");
+      item.appendChild(el("span", "upload-name", file.name));
+      item.appendChild(el("span", "upload-status", "Waiting…"));
+      var bar = el("progress");
+      bar.max = 1; bar.value = 0;
+      bar.setAttribute("aria-label", "Uploading " + file.name);
+      item.appendChild(bar);
+      queue.appendChild(item);
+      return item;
+    });
+    var anyDone = false;
+    var chain = Promise.resolve();
+    Array.prototype.forEach.call(files, function (file, i) {
+      chain = chain.then(function () {
+        return uploadOne(form, file, items[i]).then(function (ok) { anyDone = anyDone || ok; });
+      });
+    });
+    chain.then(function () {
+      if (!anyDone) return;
+      var category = form.elements.namedItem("category");
+      if (category && category.value === "user_avatar") { window.location.reload(); return; }
+      refreshRegions().then(function () {
+        items.forEach(function (item) { if (item.classList.contains("is-done")) item.remove(); });
+        var done = items.filter(function (item) { return item.classList.contains("is-done"); }).length;
+        announce(done ? "Upload finished." : "");
+      });
+    });
+  }
+
+  var liveRegion = null;
+  function announce(text) {
+    if (!liveRegion) {
+      liveRegion = el("p", "visually-hidden");
+      liveRegion.setAttribute("role", "status");
+      document.body.appendChild(liveRegion);
+    }
+    liveRegion.textContent = text;
+  }
+
+  function setUpUploads() {
+    document.querySelectorAll("form.js-upload").forEach(function (form) {
+      var input = form.querySelector('input[type="file"]');
+      var zone = form.querySelector(".dropzone");
+      input.addEventListener("change", function () {
+        var chosen = Array.prototype.slice.call(input.files);
+        input.value = "";
+        uploadFiles(form, chosen);
+      });
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        uploadFiles(form, Array.prototype.slice.call(input.files));
+        input.value = "";
+      });
+      ["dragenter", "dragover"].forEach(function (type) {
+        zone.addEventListener(type, function (event) {
+          event.preventDefault();
+          zone.classList.add("is-over");
+        });
+      });
+      ["dragleave", "drop"].forEach(function (type) {
+        zone.addEventListener(type, function (event) {
+          event.preventDefault();
+          zone.classList.remove("is-over");
+        });
+      });
+      zone.addEventListener("drop", function (event) {
+        var dropped = event.dataTransfer && event.dataTransfer.files;
+        if (!dropped || !dropped.length) return;
+        uploadFiles(form, input.multiple ? Array.prototype.slice.call(dropped) : [dropped[0]]);
+      });
+    });
+    // A file dropped beside the drop zone must not replace the page with the file.
+    ["dragover", "drop"].forEach(function (type) {
+      window.addEventListener(type, function (event) {
+        if (!event.target.closest || !event.target.closest(".dropzone")) event.preventDefault();
+      });
+    });
+  }
+
+  /* ---- In-page viewer: images as they are, PDFs as rendered pages (works on every phone) ---- */
+
+  function openViewer(link) {
+    var dialog = document.getElementById("viewer");
+    if (!dialog || typeof dialog.showModal !== "function") return false;
+    var body = document.getElementById("viewer-body");
+    var name = link.dataset.name;
+    document.getElementById("viewer-title").textContent = name;
+    document.getElementById("viewer-open").href = link.href;
+    document.getElementById("viewer-download").href = link.dataset.download;
+    body.textContent = "";
+    var sub = link.dataset.meta || "";
+    if (link.dataset.kind === "pdf") {
+      var pages = parseInt(link.dataset.pages, 10) || 1;
+      var shown = Math.min(pages, VIEWER_PAGES);
+      for (var page = 1; page <= shown; page++) {
+        var img = el("img", "viewer-page");
+        img.alt = "Page " + page + " of " + pages + " of " + name;
+        img.loading = page > 2 ? "lazy" : "eager";
+        img.src = link.href + "&size=" + PAGE_BOX + "&preview=" + page;
+        body.appendChild(img);
+      }
+      if (pages > shown) {
+        var note = el("p", "viewer-note", "Showing the first " + shown + " of " + pages + " pages. ");
+        var more = el("a", "", "Open the whole PDF");
+        more.href = link.href; more.target = "_blank"; more.rel = "noopener";
+        note.appendChild(more);
+        body.appendChild(note);
+      }
+    } else {
+      var image = el("img", "viewer-image");
+      image.alt = name;
+      image.src = link.href;
+      body.appendChild(image);
+    }
+    document.getElementById("viewer-sub").textContent = sub;
+    dialog.showModal();
+    return true;
+  }
+
+  function setUpViewer() {
+    var dialog = document.getElementById("viewer");
+    if (!dialog) return;
+    document.getElementById("viewer-close").addEventListener("click", function () { dialog.close(); });
+    dialog.addEventListener("click", function (event) {
+      if (event.target === dialog) dialog.close();  // a click on the backdrop
+    });
+    dialog.addEventListener("close", function () { document.getElementById("viewer-body").textContent = ""; });
+    document.addEventListener("click", function (event) {
+      var trigger = event.target.closest && event.target.closest("[data-viewer]");
+      if (!trigger || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+      var row = trigger.closest(".file");
+      var link = row ? row.querySelector(".file-name[data-viewer]") : trigger;
+      if (link && openViewer(link)) event.preventDefault();
+    });
+  }
+
+  /* ---- Delete asks first ---- */
+
+  function setUpConfirm() {
+    var dialog = document.getElementById("confirm");
+    if (!dialog || typeof dialog.showModal !== "function") return;
+    document.getElementById("confirm-cancel").addEventListener("click", function () { dialog.close(); });
+    document.addEventListener("click", function (event) {
+      var link = event.target.closest && event.target.closest("[data-confirm-delete]");
+      if (!link) return;
+      event.preventDefault();
+      document.getElementById("confirm-form").action = link.dataset.action;
+      document.getElementById("confirm-next").value = window.location.pathname + window.location.search;
+      document.getElementById("confirm-title").textContent = "Delete “" + link.dataset.name + "”?";
+      document.getElementById("confirm-text").textContent =
+        "It will disappear from this chart. The clinic can restore it for a while if you change your mind.";
+      dialog.showModal();
+      document.getElementById("confirm-cancel").focus();
+    });
+  }
+
+  /* ---- Small things ---- */
+
+  function setUpDetails() {
+    document.addEventListener("toggle", function (event) {
+      var details = event.target;
+      if (!details.classList || !details.classList.contains("rename") || !details.open) return;
+      document.querySelectorAll("details.rename[open]").forEach(function (other) {
+        if (other !== details) other.open = false;
+      });
+      var input = details.querySelector("input[name=name]");
+      if (input) {
+        input.focus();
+        var dot = input.value.lastIndexOf(".");
+        input.setSelectionRange(0, dot > 0 ? dot : input.value.length);
+      }
+    }, true);
+    document.addEventListener("keydown", function (event) {
+      if (event.key !== "Escape") return;
+      var open = document.querySelector("details.rename[open]");
+      if (open) { open.open = false; open.querySelector("summary").focus(); }
+    });
+  }
+
+  // A thumbnail that cannot be made (an odd PDF) falls back to the type badge beneath it.
+  document.addEventListener("error", function (event) {
+    if (event.target.classList && event.target.classList.contains("thumb")) event.target.classList.add("is-broken");
+  }, true);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setUpUploads();
+    setUpViewer();
+    setUpConfirm();
+    setUpDetails();
+  });
+})();

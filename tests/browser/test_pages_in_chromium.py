@@ -1,0 +1,229 @@
+"""The pages in a real browser: Debian's Chromium, driven by Playwright, against a live server.
+
+A werkzeug server runs the app in a thread on a free port, on a tmp_path SQLite database and
+storage. Screenshots of the main pages land in test-output/screenshots/.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DATA, base_config, service_unavailable
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.extensions import db
+from app.models import Category, Role
+from app.services import accounts, files
+from app.services.audit import Origin
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--headless"]
+SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+PASSWORD = "correct horse battery"
+TIMEOUT = 15_000  # ms for any one wait
+
+
+class Live:
+    """A running server, its base URL and the people seeded into it."""
+
+    def __init__(self, app, url: str):
+        self.app, self.url = app, url
+        self.ids: dict[str, int] = {}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    root = tmp_path_factory.mktemp("live")
+    config = {**base_config(root), "SERVER_NAME": None, "WEB_PAGE_SIZE": 10}
+    app = create_app(config, instance_path=str(root / "instance"))
+    with app.app_context():
+        db.create_all()
+        clinic = accounts.create_account("sunrise", "Sunrise Family Clinic")
+        other = accounts.create_account("elsewhere", "Elsewhere Clinic")
+        provider = accounts.create_user(clinic, Role.PROVIDER, "dr.rivera", "Dr. Ana Rivera",
+                                        "ana@example.org", PASSWORD)
+        alice = accounts.create_user(clinic, Role.PATIENT, "alice", "Alice Moreno", "alice@example.org", PASSWORD)
+        accounts.create_user(clinic, Role.PATIENT, "bob", "Bob Okafor", "bob@example.org", PASSWORD)
+        accounts.create_user(other, Role.PATIENT, "carol", "Carol Other", None, PASSWORD)
+        visit = accounts.create_visit(alice, "v-1", "Skin check")
+        with open(DATA / "insurance-front.jpg", "rb") as fh:  # the patient's intake photo
+            files.upload(alice, Origin.cli(), fh, "rash-photo.jpg", Category.INTAKE_ATTACHMENT,
+                         files.Target(alice, visit))
+        with open(DATA / "lab-results.pdf", "rb") as fh:
+            files.upload(provider, Origin.cli(), fh, "lab-results.pdf", Category.USER_DOCUMENT,
+                         files.Target(alice))
+        ids = {"alice": alice.id}
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    live = Live(app, f"http://127.0.0.1:{server.server_port}")
+    live.ids = ids
+    yield live
+    server.shutdown()
+    thread.join(timeout=5)
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        service_unavailable("Chromium", f"{CHROMIUM} is missing; install Debian's chromium package")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        service_unavailable("Playwright", str(exc))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    yield page
+    context.close()
+    # No script errors and no CSP violations (Chromium reports those on the console).
+    assert not [e for e in errors if "Failed to load resource" not in e], errors
+
+
+def shot(page, name: str, full_page: bool = True) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
+def sign_in(page, live: Live, username: str) -> None:
+    page.goto(f"{live.url}/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/(documents|patients)$"))
+
+
+def sign_out(page) -> None:
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/login$"))
+
+
+def row(page, name: str):
+    return page.locator("li.file", has=page.locator(".file-name", has_text=re.compile(f"^{re.escape(name)}$")))
+
+
+def wait_until(page, script: str) -> None:
+    """Poll a JS expression until it is true (wait_for_function would need 'unsafe-eval' under our CSP)."""
+    deadline = time.monotonic() + TIMEOUT / 1000
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, f"timed out waiting for: {script}"
+        page.wait_for_timeout(100)
+
+
+def thumbnail_loaded(page, name: str) -> bool:
+    return row(page, name).locator("img.thumb").evaluate("img => img.complete && img.naturalWidth > 0")
+
+
+def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
+    page.goto(f"{live.url}/login")
+    shot(page, "01-sign-in")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("not my password")
+    page.get_by_role("button", name="Sign in").click()
+    assert "do not match" in page.locator("#login-error").inner_text()
+    sign_in(page, live, "alice")
+
+    page.locator("#main input[type=file]").first.set_input_files(
+        [str(DATA / "letter.pdf"), str(DATA / "photo.jpg"), str(DATA / "gif.gif")])
+    failed = page.locator(".upload-item.is-failed")
+    failed.wait_for()
+    assert "GIF image" in failed.inner_text()
+    row(page, "letter.pdf").wait_for()
+    row(page, "photo.jpg").wait_for()
+    wait_until(page, "[...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
+    assert thumbnail_loaded(page, "letter.pdf") and thumbnail_loaded(page, "photo.jpg")
+    assert "2 pages" in row(page, "letter.pdf").inner_text()
+    shot(page, "02-patient-documents")
+
+    photo = row(page, "photo.jpg")
+    photo.get_by_text("Rename").click()
+    photo.get_by_label("New name").fill("beach-photo.jpg")
+    photo.get_by_role("button", name="Save").click()
+    page.get_by_text("Renamed to “beach-photo.jpg”.").wait_for()
+    assert row(page, "beach-photo.jpg").count() == 1
+
+    row(page, "letter.pdf").locator(".file-name").click()
+    viewer = page.locator("#viewer")
+    viewer.wait_for(state="visible")
+    wait_until(page, "[...document.querySelectorAll('#viewer-body img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert viewer.locator("img").count() == 2
+    assert page.url.endswith("/documents")  # the viewer did not leave the app
+    shot(page, "03-pdf-viewer", full_page=False)
+    page.keyboard.press("Escape")
+    viewer.wait_for(state="hidden")
+
+    row(page, "beach-photo.jpg").get_by_text("Delete").click()
+    dialog = page.locator("#confirm")
+    dialog.wait_for(state="visible")
+    dialog.get_by_role("button", name="Delete").click()
+    page.get_by_text("Deleted “beach-photo.jpg”.").wait_for()
+    assert row(page, "beach-photo.jpg").count() == 0 and row(page, "letter.pdf").count() == 1
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "04-patient-documents-phone")
+
+
+def test_provider_finds_the_patient_and_shares_a_visit_attachment(page, live):
+    sign_in(page, live, "dr.rivera")
+    assert page.get_by_text("Carol Other").count() == 0  # another clinic's patient
+    page.get_by_label("Search patients").fill("alice")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_text("1 match for “alice”").wait_for()
+    shot(page, "05-provider-patients")
+    page.get_by_role("link", name=re.compile("Alice Moreno")).click()
+    page.wait_for_url(re.compile(r"/patients/\d+$"))
+    assert row(page, "lab-results.pdf").count() == 1
+    shot(page, "06-provider-chart-documents")
+
+    page.get_by_role("link", name="Visits").click()
+    attachment = row(page, "rash-photo.jpg")
+    attachment.get_by_role("button", name=re.compile("Share with patient")).click()
+    page.get_by_text("Shared “rash-photo.jpg” with Alice Moreno.").wait_for()
+    shot(page, "07-provider-chart-visits")
+    sign_out(page)
+
+    sign_in(page, live, "alice")
+    shared = row(page, "rash-photo.jpg")
+    shared.wait_for()
+    assert "Shared by your care team" in shared.inner_text()
+    assert shared.get_by_text("Delete").count() == 0  # an attachment: the patient may only look
+
+
+def test_plain_form_upload_works_without_javascript(browser, live):
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1024, "height": 800})
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    try:
+        sign_in(page, live, "bob")
+        page.locator("#main input[type=file]").first.set_input_files(
+            [str(DATA / "notes.txt"), str(DATA / "truncated.pdf")])
+        page.get_by_role("button", name="Upload", exact=True).click()
+        page.get_by_text("Uploaded “notes.txt”.").wait_for()
+        assert "“truncated.pdf” was not uploaded" in page.locator(".flashes").inner_text()
+        assert row(page, "notes.txt").count() == 1
+        shot(page, "08-no-javascript-upload")
+        page.goto(f"{live.url}/patients/{live.ids['alice']}")
+        assert page.locator("h1").inner_text() == "We couldn't find that"  # another patient's chart
+    finally:
+        context.close()
