@@ -32,6 +32,7 @@ class StoredFile(db.Model):
         Index("ix_stored_files_tscharts_patient", "patient_id", "image_type", "created_at"),
         Index("ix_stored_files_tscharts_clinic", "account_id", "tscharts_clinic", "tscharts_station"),
         Index("ix_stored_files_tscharts_station", "account_id", "tscharts_station"),
+        Index("ix_stored_files_charge_capture", "account_id", "charge_capture_external_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)  # integer-addressed dialects use this
@@ -45,10 +46,12 @@ class StoredFile(db.Model):
     category: Mapped[str] = mapped_column(String(32))
     target_type: Mapped[str] = mapped_column(String(16))
     # The user or visit the file is attached to (by internal id, per target_type).
-    target_id: Mapped[int]
+    # NULL while a Candid charge-capture file waits for its visit (see charge_capture_external_id).
+    target_id: Mapped[int | None]
     # The patient whose chart holds the file (the target user, or the visit's patient); the
     # access rules and listings key on it, so it is stored rather than joined each time.
-    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # NULL while the file waits for its visit: such a file is staff-only (access.in_scope).
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), index=True)
     creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     shared: Mapped[bool] = mapped_column(default=False)  # a provider shared it with the patient
@@ -68,10 +71,16 @@ class StoredFile(db.Model):
     image_type: Mapped[str | None] = mapped_column(String(16))
     tscharts_clinic: Mapped[int | None] = mapped_column(BigInteger)
     tscharts_station: Mapped[int | None] = mapped_column(BigInteger)
+    # Candid encounter attachments: an AttachmentType and the uploader's description.
+    attachment_type: Mapped[str | None] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(String(1000))
+    # Candid charge capture: the external id of the visit the file joins when that visit is
+    # created; kept afterwards so the by-charge-capture-external-id endpoints still find it.
+    charge_capture_external_id: Mapped[str | None] = mapped_column(String(200))
 
     account: Mapped[Account] = relationship(lazy="joined")
     creator: Mapped[User] = relationship(foreign_keys=[creator_id], lazy="joined")
-    patient: Mapped[User] = relationship(foreign_keys=[patient_id])
+    patient: Mapped[User | None] = relationship(foreign_keys=[patient_id])
     visit: Mapped[Visit | None] = relationship()
 
     @property
@@ -81,6 +90,11 @@ class StoredFile(db.Model):
     @property
     def target_type_enum(self) -> TargetType:
         return TargetType(self.target_type)
+
+    @property
+    def is_waiting(self) -> bool:
+        """A Candid charge-capture file not yet attached to its visit (no patient yet)."""
+        return self.patient_id is None
 
     @property
     def is_deleted(self) -> bool:

@@ -34,10 +34,15 @@ RULES: dict[Category, dict[Role, frozenset[Action]]] = {
 }
 
 
-def in_scope(actor: User, patient_id: int, account_id: int) -> bool:
-    """Whether a chart (a patient's files) is within the actor's reach at all."""
+def in_scope(actor: User, patient_id: int | None, account_id: int) -> bool:
+    """Whether a chart (a patient's files) is within the actor's reach at all.
+
+    No patient (a Candid charge-capture file waiting for its visit): staff only.
+    """
     if actor.account_id != account_id:
         return False
+    if patient_id is None:
+        return actor.is_staff
     return actor.is_staff or patient_id == actor.id
 
 
@@ -80,3 +85,9 @@ def check_upload(actor: User, category: Category, patient: User, account_id: int
         raise NotFound("No such user.")
     if not allowed(actor, category, Action.UPLOAD, own_avatar=patient.id == actor.id):
         raise Forbidden(f"You may not upload a {category.value} for this user.")
+
+
+def check_waiting_upload(actor: User, category: Category) -> None:
+    """Whether the actor may leave a file, patient not yet known, waiting for a visit: staff only."""
+    if not actor.is_staff or not allowed(actor, category, Action.UPLOAD):
+        raise Forbidden("Only clinic staff may upload files for an encounter that does not exist yet.")

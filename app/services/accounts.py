@@ -10,11 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.errors import BadRequest, Conflict, NotFound, Unauthorized
+from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from app.extensions import db
 from app.models import Account, ApiToken, Role, User, Visit
 from app.models.base import utcnow
-from app.services import access
+from app.services import throttle
+from app.services import access, charge_capture
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
@@ -142,6 +143,56 @@ def resolve_token(token: str | None) -> User:
     return row.user
 
 
+def issue_login_token(username: str, password: str, ip: str | None,
+                      token_name: str) -> tuple[User, str] | None:
+    """Sign in with a password for an API client: a new API token, throttled like the pages.
+
+    Args:
+        username, password: the credentials as sent.
+        ip: the client address (with the username, the throttle key).
+        token_name: what `tokens list` shows for the new token.
+    Returns:
+        (user, token) on success; None for bad credentials or an inactive user.
+    Raises:
+        TooManyRequests: too many failed attempts for this username and address.
+    """
+    key = throttle.login_key(username, ip)
+    throttle.check(key)
+    user = authenticate(username, password)
+    if user is None:
+        throttle.failed(key)
+        return None
+    throttle.succeeded(key)
+    return user, create_token(user, token_name)[1]
+
+
+def revoke_presented_token(token: str | None) -> None:
+    """Revoke the API token a client presented (sign-out); unknown tokens are ignored."""
+    if not token or len(token) > 200:
+        return
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = utcnow()
+        db.session.commit()
+
+
+def locate_patient(patient_id: int, account_id: int) -> User:
+    """The patient with this id, who must belong to clinic `account_id`.
+
+    Only for a door whose vendor documents telling the two failures apart (Claros); every
+    other door uses get_patient, which never reveals another clinic's patients.
+    Raises:
+        NotFound: no patient has this id.
+        Forbidden: the patient belongs to another clinic.
+    """
+    user = db.session.get(User, patient_id)
+    if user is None or user.role != Role.PATIENT:
+        raise NotFound("No such patient.")
+    if user.account_id != account_id:
+        raise Forbidden("This patient is not associated with your account.")
+    return user
+
+
 def create_visit(patient: User, external_id: str | None = None, reason: str = "") -> Visit:
     """Open a visit for a patient. Raises BadRequest (not a patient), Conflict (external id taken)."""
     if patient.role != Role.PATIENT:
@@ -149,7 +200,15 @@ def create_visit(patient: User, external_id: str | None = None, reason: str = ""
     visit = Visit(account_id=patient.account_id, patient_id=patient.id,
                   external_id=external_id or None, reason=reason[:200])
     db.session.add(visit)
-    _commit_unique(f"A visit with external id {external_id!r} already exists.")
+    message = f"A visit with external id {external_id!r} already exists."
+    if visit.external_id:
+        try:
+            db.session.flush()  # the visit's id, for the Candid files waiting on its external id
+        except IntegrityError:
+            db.session.rollback()
+            raise Conflict(message) from None
+        charge_capture.attach_waiting(visit)  # same transaction: the visit comes with its files
+    _commit_unique(message)
     return visit
 
 

@@ -21,7 +21,7 @@ from app.services import access, audit
 from app.services.audit import Origin
 from app.services.spool import spool
 from app.services.validation import TYPES, Limits, clean_name, inspect_file, name_extension
-from app.storage import get_storage, new_key
+from app.storage import BlobMissing, get_storage, new_key
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,29 @@ class Target:
     @property
     def id(self) -> int:
         return self.visit.id if self.visit else self.patient.id
+
+    @property
+    def account_id(self) -> int:
+        return self.patient.account_id
+
+    @property
+    def patient_id(self) -> int:
+        return self.patient.id
+
+    @property
+    def visit_id(self) -> int | None:
+        return self.visit.id if self.visit else None
+
+
+@dataclass(frozen=True)
+class WaitingTarget:
+    """A visit still to come: the file waits in a clinic for the visit with this external id
+    (Candid charge capture; see charge_capture.py). No patient until then, so staff only."""
+
+    account_id: int
+    external_id: str
+    type = TargetType.VISIT
+    id = patient_id = visit_id = None
 
 
 @dataclass
@@ -84,7 +107,7 @@ def resolve_target(actor: User, target_type: str | None, target_id: str | int | 
     if kind == TargetType.USER:
         if not target_id or target_id == "-":
             return Target(patient=actor)
-        if not target_id.isdigit() or len(target_id) > 18:
+        if not (target_id.isascii() and target_id.isdigit()) or len(target_id) > 18:
             raise BadRequest("A user target id must be a number.")
         user = db.session.get(User, int(target_id))
         if user is None or user.account_id != actor.account_id:
@@ -92,7 +115,7 @@ def resolve_target(actor: User, target_type: str | None, target_id: str | int | 
         return Target(patient=user)
     if not target_id:
         raise BadRequest("A visit target needs meta.target.id.")
-    column = Visit.id if target_id.isdigit() and len(target_id) <= 18 else Visit.public_id
+    column = Visit.id if target_id.isascii() and target_id.isdigit() and len(target_id) <= 18 else Visit.public_id
     visit = db.session.scalar(
         select(Visit).where(column == (int(target_id) if column is Visit.id else target_id),
                             Visit.account_id == actor.account_id)
@@ -103,7 +126,7 @@ def resolve_target(actor: User, target_type: str | None, target_id: str | int | 
 
 
 def upload(actor: User, origin: Origin, stream: BinaryIO, filename: str | None,
-           category: Category = Category.USER_DOCUMENT, target: Target | None = None,
+           category: Category = Category.USER_DOCUMENT, target: Target | WaitingTarget | None = None,
            attrs: dict[str, Any] | None = None) -> StoredFile:
     """Validate and store one upload; return its row.
 
@@ -113,7 +136,8 @@ def upload(actor: User, origin: Origin, stream: BinaryIO, filename: str | None,
         stream: the file's bytes, read once in chunks.
         filename: the client's name for it (cleaned; must agree with the bytes).
         category: one of Category; intake attachments need a visit target.
-        target: the chart (and visit); defaults to the actor's own.
+        target: the chart (and visit); defaults to the actor's own. A WaitingTarget leaves
+            the file without a chart until its visit is created (staff only).
         attrs: extra StoredFile columns a dialect keeps (e.g. tscharts image type).
     Raises:
         NotFound / Forbidden: the target is out of reach / the role may not upload there.
@@ -134,10 +158,10 @@ def upload(actor: User, origin: Origin, stream: BinaryIO, filename: str | None,
             storage.put(key, fh)
     now = utcnow()
     row = StoredFile(
-        account_id=target.patient.account_id, name=name, ext=found.ext, size=received.size,
+        account_id=target.account_id, name=name, ext=found.ext, size=received.size,
         sha256=received.sha256, media_type=found.media_type, category=category.value,
-        target_type=target.type.value, target_id=target.id, patient_id=target.patient.id,
-        visit_id=target.visit.id if target.visit else None, creator_id=actor.id,
+        target_type=target.type.value, target_id=target.id, patient_id=target.patient_id,
+        visit_id=target.visit_id, creator_id=actor.id,
         created_at=now, modified_at=now, storage_backend=storage.name, storage_key=key,
         page_count=found.page_count, width=found.width, height=found.height,
         **(attrs or {}),
@@ -156,7 +180,10 @@ def upload(actor: User, origin: Origin, stream: BinaryIO, filename: str | None,
     return row
 
 
-def _check_target(actor: User, category: Category, target: Target) -> None:
+def _check_target(actor: User, category: Category, target: Target | WaitingTarget) -> None:
+    if isinstance(target, WaitingTarget):
+        access.check_waiting_upload(actor, category)
+        return
     access.check_upload(actor, category, target.patient, target.patient.account_id)
     if category == Category.INTAKE_ATTACHMENT and target.visit is None:
         raise BadRequest("Intake attachments belong to a visit: set meta.target.type=visit and its id.")
@@ -223,13 +250,26 @@ def _page_size(per_page: int | None) -> int:
     return max(1, min(per_page, config["API_PAGE_SIZE_MAX"]))
 
 
-def get_file(actor: User, file_id: str | int, action: Action = Action.VIEW) -> StoredFile:
+def get_file(actor: User, file_id: str | int, action: Action = Action.VIEW, *,
+             visit: Visit | None = None, external_id: str | None = None) -> StoredFile:
     """A live file by public UUID (or integer id) if the actor may take `action` on it.
 
-    Raises NotFound (absent, deleted or out of reach) or Forbidden (visible, not allowed).
+    Args:
+        visit: only a file attached to this visit.
+        external_id: only a file uploaded for this Candid charge-capture external id; files
+            still waiting for their visit are found this way only, never by id alone.
+    Raises NotFound (absent, deleted, out of reach or outside the scope given) or
+    Forbidden (visible, not allowed).
     """
     row = find_file(file_id)
     if row is None or row.is_deleted:
+        raise NotFound("No such file.")
+    if visit is not None and row.visit_id != visit.id:
+        raise NotFound("No such file.")
+    if external_id is not None:
+        if row.charge_capture_external_id != external_id or row.account_id != actor.account_id:
+            raise NotFound("No such file.")
+    elif row.is_waiting:
         raise NotFound("No such file.")
     access.check(actor, row, action)
     return row
@@ -265,9 +305,13 @@ def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None
     return row
 
 
-def delete(actor: User, origin: Origin, file_id: str | int) -> StoredFile:
-    """Soft-delete: hidden everywhere, bytes kept until `files cleanup` purges them."""
-    row = get_file(actor, file_id, Action.DELETE)
+def delete(actor: User, origin: Origin, file_id: str | int, *, visit: Visit | None = None,
+           external_id: str | None = None) -> StoredFile:
+    """Soft-delete: hidden everywhere, bytes kept until `files cleanup` purges them.
+
+    `visit` / `external_id` narrow which file may match, as in get_file.
+    """
+    row = get_file(actor, file_id, Action.DELETE, visit=visit, external_id=external_id)
     row.deleted_at = row.modified_at = utcnow()
     row.deleted_by_id = actor.id
     audit.record(Action.DELETE, origin, actor=actor, file=row)
@@ -300,6 +344,24 @@ def restore(origin: Origin, file_id: str | int, actor: User | None = None) -> St
     audit.record(Action.RESTORE, origin, actor=actor, file=row)
     db.session.commit()
     return row
+
+
+def read_content(actor: User, origin: Origin, file_id: str | int) -> tuple[StoredFile, bytes]:
+    """A live file the actor may view and its bytes, whole; audited as a view.
+
+    For dialects that inline a file in JSON (tscharts' base64 `data`); files are at most
+    UPLOAD_MAX_BYTES, so holding one in memory is bounded.
+    Raises NotFound (absent, deleted, out of reach, or its bytes are missing) or Forbidden.
+    """
+    row = get_file(actor, file_id, Action.VIEW)
+    try:
+        with get_storage().open(row.storage_key) as fh:
+            data = fh.read()
+    except BlobMissing:
+        raise NotFound("The file's contents are missing; an administrator has been told.") from None
+    audit.record(Action.VIEW, origin, actor=actor, file=row)
+    db.session.commit()
+    return row, data
 
 
 def download_name(row: StoredFile) -> str:

@@ -11,6 +11,7 @@ from flask import current_app
 from app.errors import Forbidden
 
 VIEW = "view"  # GET the bytes of a file (VSee fullpath, Claros url, Candid authed_url)
+CANDID_IMAGE = "candid-image"  # PUT or GET a Candid image's bytes (its `signed_url`)
 _TIME = re.compile(r"^[0-9]{1,12}$")
 _CODE = re.compile(r"^[0-9a-f]{64}$")
 

@@ -1,0 +1,305 @@
+"""Candid pre-encounter images: versioned metadata, and bytes behind a signed URL.
+
+An image is metadata (file name, status, the coverage side or patient it belongs to) whose
+every change bumps `version`; a writer names the version it read, so a stale write is a
+Conflict carrying the latest one. The bytes arrive by PUT to the image's `signed_url` and are
+stored through the file service as a user_document in the patient's chart: an insurance card
+is a document of the patient (they and their providers may view, rename and delete it), not a
+consent, which patients could not remove.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from flask import url_for
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import BadRequest, Conflict, Forbidden, NotFound
+from app.extensions import db
+from app.models import CandidImage, Category, CoverageSide, ImageStatus, User
+from app.models.base import utcnow
+from app.services import accounts, files, signing, viewing
+from app.services.audit import Origin
+from app.services.viewing import Download
+
+#: Candid's camelCase sort_field values and the columns they sort by.
+SORT_FIELDS = {
+    "updatedAt": CandidImage.updated_at, "fileName": CandidImage.file_name,
+    "displayName": CandidImage.display_name, "fileType": CandidImage.file_type,
+    "status": CandidImage.status,
+}
+_LIMITS = {"file_name": 255, "display_name": 255, "file_type": 255}
+MAX_NOTES = 2000
+MAX_COVERAGE_ID = 64
+
+
+@dataclass(frozen=True)
+class MutableImage:
+    """Candid's MutableImage: the client-owned fields, replaced whole on every write."""
+
+    file_name: str
+    display_name: str
+    file_type: str
+    status: ImageStatus
+    coverage_id: str | None = None
+    coverage_side: CoverageSide | None = None
+    patient_id: str | None = None
+    patient_notes: str | None = None
+
+
+def parse_image(body: Any) -> MutableImage:
+    """A MutableImage from a decoded JSON body. Raises BadRequest naming the bad field."""
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object (a MutableImage).")
+    values: dict[str, Any] = {}
+    for name, limit in _LIMITS.items():
+        value = body.get(name)
+        if not isinstance(value, str):
+            raise BadRequest(f"{name} is required and must be a string.")
+        if len(value) > limit:
+            raise BadRequest(f"{name} has at most {limit} characters.")
+        values[name] = value
+    values["status"] = _enum(ImageStatus, body.get("status"), "status")
+    coverage = body.get("coverage")
+    if coverage is not None:
+        if not isinstance(coverage, dict):
+            raise BadRequest("coverage must be an object {\"id\", \"side\"}.")
+        cid = coverage.get("id")
+        if not isinstance(cid, str) or not cid.strip() or len(cid) > MAX_COVERAGE_ID:
+            raise BadRequest(f"coverage.id is required: a string of at most {MAX_COVERAGE_ID} characters.")
+        values["coverage_id"] = cid.strip()
+        values["coverage_side"] = _enum(CoverageSide, coverage.get("side"), "coverage.side")
+    patient = body.get("patient")
+    if patient is not None:
+        if not isinstance(patient, dict):
+            raise BadRequest("patient must be an object {\"id\", \"notes\"}.")
+        pid, notes = patient.get("id"), patient.get("notes")
+        if isinstance(pid, int) and not isinstance(pid, bool):
+            pid = str(pid)
+        if not isinstance(pid, str) or not pid.strip():
+            raise BadRequest("patient.id is required: the patient's user id, as a string.")
+        if notes is not None and (not isinstance(notes, str) or len(notes) > MAX_NOTES):
+            raise BadRequest(f"patient.notes must be a string of at most {MAX_NOTES} characters.")
+        values["patient_id"], values["patient_notes"] = pid.strip(), notes
+    return MutableImage(**values)
+
+
+def _enum(kind, value: Any, name: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be one of: {', '.join(k.value for k in kind)}.") from None
+
+
+def _visible(actor: User):
+    """Images the actor may reach: its clinic's; a patient only their own."""
+    query = select(CandidImage).where(CandidImage.account_id == actor.account_id)
+    if actor.is_patient:
+        query = query.where(CandidImage.patient_id == actor.id)
+    return query
+
+
+def get(actor: User, image_id: str) -> CandidImage:
+    """An image (deactivated ones too) the actor may reach. Raises NotFound."""
+    row = None
+    if isinstance(image_id, str) and len(image_id) == 36:
+        row = db.session.scalar(_visible(actor).where(CandidImage.id == image_id.lower()))
+    if row is None:
+        raise NotFound(f"No image with id {image_id!r}.")
+    return row
+
+
+def create(actor: User, body: Any) -> CandidImage:
+    """Create an image at version 1 from a MutableImage body.
+
+    Raises:
+        BadRequest: a malformed body, or a patient token not naming itself as patient.
+        NotFound: patient.id is not a patient the actor may reach.
+        Conflict: an active image already holds that coverage side.
+    """
+    fields = parse_image(body)
+    row = CandidImage(account_id=actor.account_id, version=1, deactivated=False, created_at=utcnow())
+    _apply(actor, row, fields)
+    db.session.add(row)
+    _commit(fields)
+    return row
+
+
+def update(actor: User, image_id: str, version: str, body: Any) -> CandidImage:
+    """Replace an image's fields; `version` must be the current one. Returns it at version+1.
+
+    Updating a deactivated image reactivates it (as Candid's other pre-encounter objects do),
+    so the coverage side must then be free.
+    Raises NotFound, BadRequest, Conflict (stale version, with latest_version; or the
+    coverage side is taken).
+    """
+    row = get(actor, image_id)
+    _check_version(row, version)
+    fields = parse_image(body)
+    _apply(actor, row, fields)
+    row.deactivated = False
+    row.version += 1
+    _commit(fields)
+    return row
+
+
+def deactivate(actor: User, image_id: str, version: str) -> CandidImage:
+    """Deactivate (hide from search; still readable by id) at the current `version`.
+
+    Deactivating a deactivated image changes nothing. Raises NotFound or Conflict.
+    """
+    row = get(actor, image_id)
+    _check_version(row, version)
+    if not row.deactivated:
+        row.deactivated = True
+        _touch(actor, row)
+        row.version += 1
+        db.session.commit()
+    return row
+
+
+def search(actor: User, params: Mapping[str, str]) -> list[CandidImage]:
+    """Active images matching Candid's Get Multi filters (exact matches), sorted.
+
+    Args:
+        params: query parameters: patient_id, coverage_id, file_type, patient_notes,
+            sort_field (a SORT_FIELDS key, default updatedAt), sort_direction (asc|desc,
+            default desc). Empty values count as absent.
+    Raises BadRequest for an unknown sort_field or sort_direction.
+    """
+    sort_name = params.get("sort_field") or "updatedAt"
+    if sort_name not in SORT_FIELDS:
+        raise BadRequest(f"sort_field must be one of: {', '.join(SORT_FIELDS)}.")
+    direction = params.get("sort_direction") or "desc"
+    if direction not in ("asc", "desc"):
+        raise BadRequest("sort_direction must be asc or desc.")
+    query = _visible(actor).where(CandidImage.deactivated.is_(False))
+    patient_id = params.get("patient_id")
+    if patient_id:
+        if not patient_id.isdigit() or len(patient_id) > 18:
+            return []
+        query = query.where(CandidImage.patient_id == int(patient_id))
+    for name, column in (("coverage_id", CandidImage.coverage_id), ("file_type", CandidImage.file_type),
+                         ("patient_notes", CandidImage.patient_notes)):
+        if params.get(name):
+            query = query.where(column == params[name])
+    column = SORT_FIELDS[sort_name]
+    order = (column.asc(), CandidImage.id.asc()) if direction == "asc" else (column.desc(), CandidImage.id.desc())
+    return list(db.session.scalars(query.order_by(*order)))
+
+
+def _apply(actor: User, row: CandidImage, fields: MutableImage) -> None:
+    patient_id = None
+    if fields.patient_id is not None:
+        if not fields.patient_id.isdigit() or len(fields.patient_id) > 18:
+            raise NotFound(f"No patient with id {fields.patient_id!r}.")
+        patient_id = accounts.get_patient(actor, int(fields.patient_id)).id
+    elif actor.is_patient:
+        raise BadRequest("With a patient's token, set patient.id to your own user id.")
+    if fields.coverage_id is not None:
+        clash = db.session.scalar(select(CandidImage.id).where(
+            CandidImage.account_id == row.account_id, CandidImage.coverage_id == fields.coverage_id,
+            CandidImage.coverage_side == fields.coverage_side.value,
+            CandidImage.deactivated.is_(False), CandidImage.id != (row.id or ""),
+        ))
+        if clash is not None:
+            raise Conflict(_clash_message(fields))
+    row.file_name, row.display_name = fields.file_name, fields.display_name
+    row.file_type, row.status = fields.file_type, fields.status.value
+    row.coverage_id = fields.coverage_id
+    row.coverage_side = fields.coverage_side.value if fields.coverage_side else None
+    row.patient_id, row.patient_notes = patient_id, fields.patient_notes
+    _touch(actor, row)
+
+
+def _touch(actor: User, row: CandidImage) -> None:
+    row.updated_at, row.updating_user_id = utcnow(), actor.id
+
+
+def _clash_message(fields: MutableImage) -> str:
+    side = fields.coverage_side.value if fields.coverage_side else ""
+    return f"An active {side} image already exists for coverage {fields.coverage_id}."
+
+
+def _commit(fields: MutableImage) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:  # a concurrent writer took the coverage side first
+        db.session.rollback()
+        raise Conflict(_clash_message(fields)) from None
+
+
+def _check_version(row: CandidImage, version: str) -> None:
+    if not version.isdigit() or len(version) > 9:
+        raise BadRequest("The version in the path must be a whole number.")
+    if int(version) != row.version:
+        raise Conflict(f"Version {version} is not the latest ({row.version}).",
+                       latest_version=row.version)
+
+
+def signed_url(actor: User, row: CandidImage) -> str:
+    """A fresh signed URL that PUTs or GETs the image's bytes, acting as `actor`."""
+    code, stamp = signing.sign(signing.CANDID_IMAGE, _signed_id(row.id, actor.id))
+    return url_for("candid_images.image_content", image_id=row.id, by=actor.id,
+                   auth_code=code, time=stamp, _external=True)
+
+
+def _signed_id(image_id: str, user_id: int | str) -> str:
+    return f"{image_id}|{user_id}"
+
+
+def _link_user(image_id: str, by: str | None, auth_code: str | None, stamp: str | None) -> User:
+    """The user a signed image URL acts for. Raises Forbidden for a bad or expired link."""
+    by = by or ""
+    signing.verify(signing.CANDID_IMAGE, _signed_id(image_id, by), auth_code, stamp)
+    user = accounts.get_user_by_id(int(by)) if by.isdigit() and len(by) <= 18 else None
+    if user is None or not user.active:
+        raise Forbidden("This link is not valid.")
+    return user
+
+
+def upload_content(origin: Origin, image_id: str, by: str | None, auth_code: str | None,
+                   stamp: str | None, stream: BinaryIO) -> CandidImage:
+    """Store the bytes PUT to a signed URL and mark the image UPLOADED (version+1).
+
+    The bytes are validated like any upload (named by the image's file_name) and become a
+    user_document in the image patient's chart, uploaded as the user the URL was minted for.
+    A new upload replaces the image's bytes; the earlier file stays in the chart.
+    Raises:
+        Forbidden: bad or expired link. NotFound: the image is out of the user's reach.
+        BadRequest: the image has no patient. Conflict: the image is deactivated.
+        TooLarge, InvalidUpload: as files.upload.
+    """
+    user = _link_user(image_id, by, auth_code, stamp)
+    row = get(user, image_id)
+    if row.deactivated:
+        raise Conflict("The image is deactivated; update it first to upload its bytes.")
+    if row.patient_id is None:
+        raise BadRequest("The image has no patient; set patient.id before uploading its bytes.")
+    patient = accounts.get_patient(user, row.patient_id)
+    stored = files.upload(user, origin, stream, row.file_name or None, Category.USER_DOCUMENT,
+                          files.Target(patient))
+    row.file_id = stored.id
+    row.status = ImageStatus.UPLOADED.value
+    _touch(user, row)
+    row.version += 1
+    db.session.commit()
+    return row
+
+
+def open_content(origin: Origin, image_id: str, by: str | None, auth_code: str | None,
+                 stamp: str | None) -> Download:
+    """The bytes behind a signed image URL, served like a signed view link (audited).
+
+    Raises Forbidden (bad link) or NotFound (no such image, or no bytes uploaded yet).
+    """
+    user = _link_user(image_id, by, auth_code, stamp)
+    row = get(user, image_id)
+    if row.file_id is None:
+        raise NotFound("No bytes have been uploaded for this image yet.")
+    stored = files.get_file(user, row.file_id)
+    code, minted = signing.sign(signing.VIEW, stored.public_id)
+    return viewing.open_view(stored.public_id, code, str(minted), None, origin)
