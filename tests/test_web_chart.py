@@ -1,0 +1,124 @@
+"""Providers' pages through the test client: patients, chart tabs, sharing, visits, scope."""
+import io
+
+import pytest
+from conftest import sample
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Category, StoredFile, Visit
+
+
+@pytest.fixture
+def people(make_user, make_account):
+    other = make_account("clinic-b", "Clinic B")
+    return {
+        "provider": make_user("provider", full_name="Dr. Ana Rivera"),
+        "alice": make_user(full_name="Alice Moreno"),
+        "bob": make_user(full_name="Bob Okafor"),
+        "outsider": make_user("provider", account=other, full_name="Dr. Elsewhere"),
+        "carol": make_user(account=other, full_name="Carol Other"),
+    }
+
+
+def test_patient_list_and_search(make_page_client, people):
+    client = make_page_client(people["provider"])
+    page = client.get("/patients").get_data(as_text=True)
+    assert "Alice Moreno" in page and "Bob Okafor" in page and "2 patients" in page
+    assert "Carol Other" not in page and "patient-name\">Dr. Ana Rivera" not in page
+    found = client.get("/patients?q=alice").get_data(as_text=True)
+    assert "Alice Moreno" in found and "Bob Okafor" not in found and "1 match for “alice”" in found
+    none = client.get("/patients?q=zzz").get_data(as_text=True)
+    assert "No patients match “zzz”" in none
+
+
+def test_patients_cannot_use_the_provider_pages(make_page_client, people):
+    alice = people["alice"]
+    client = make_page_client(alice)
+    assert client.get("/patients").status_code == 403
+    for tab in ("", "/visits", "/consents"):
+        assert client.get(f"/patients/{people['bob'].id}{tab}").status_code == 404
+    assert client.get(f"/patients/{alice.id}").location == "/documents"
+
+
+def test_a_provider_cannot_reach_another_clinics_patients(make_page_client, make_file, people):
+    carol_file = make_file(people["carol"], "photo.jpg")
+    client = make_page_client(people["provider"])
+    for tab in ("", "/visits", "/consents"):
+        assert client.get(f"/patients/{people['carol'].id}{tab}").status_code == 404
+    assert client.get("/patients/999999").status_code == 404
+    assert client.get(f"/patients/{people['provider'].id}").status_code == 404  # not a patient
+    token = client.csrf("/patients")
+    for action in ("rename", "delete", "share"):
+        resp = client.post(f"/documents/{carol_file.public_id}/{action}",
+                           data={"csrf_token": token, "name": "x.jpg", "shared": "y"})
+        assert resp.status_code == 404
+    resp = client.post("/documents/upload", content_type="multipart/form-data", data={
+        "csrf_token": token, "category": "user_document", "target_type": "user",
+        "target_id": str(people["carol"].id), "files": [(io.BytesIO(sample("photo.jpg")), "photo.jpg")]})
+    assert resp.status_code == 404
+    assert db.session.scalar(select(StoredFile).where(StoredFile.id == carol_file.id)).name == "photo.jpg"
+
+
+def test_chart_tabs_and_provider_actions(make_page_client, make_file, make_visit, people):
+    alice, provider = people["alice"], people["provider"]
+    doc = make_file(alice, "letter.pdf")
+    visit = make_visit(alice)
+    attachment = make_file(alice, "scan.png", visit=visit, category=Category.INTAKE_ATTACHMENT)
+    make_file(provider, "lab-results.pdf", patient=alice, category=Category.USER_CONSENT, name="consent.pdf")
+    client = make_page_client(provider)
+    documents = client.get(f"/patients/{alice.id}").get_data(as_text=True)
+    assert "letter.pdf" in documents and "scan.png" not in documents and "consent.pdf" not in documents
+    assert f"/documents/{doc.public_id}/share" in documents and f"/documents/{doc.public_id}/rename" in documents
+    visits = client.get(f"/patients/{alice.id}/visits").get_data(as_text=True)
+    assert "scan.png" in visits and f"/documents/{attachment.public_id}/share" in visits
+    consents = client.get(f"/patients/{alice.id}/consents").get_data(as_text=True)
+    assert "consent.pdf" in consents and "/delete" not in consents.split("consents-list")[1]
+
+    token = client.csrf(f"/patients/{alice.id}")
+    resp = client.post(f"/documents/{attachment.public_id}/share",
+                       data={"csrf_token": token, "shared": "y", "next": f"/patients/{alice.id}/visits"})
+    assert resp.status_code == 303 and resp.location == f"/patients/{alice.id}/visits"
+    assert db.session.get(StoredFile, attachment.id).shared is True
+    assert "Shared “scan.png” with Alice Moreno." in client.get(resp.location).get_data(as_text=True)
+    patient_page = make_page_client(alice).get("/documents").get_data(as_text=True)
+    assert "scan.png" in patient_page and "Shared by your care team" in patient_page
+    client.post(f"/documents/{attachment.public_id}/share", data={"csrf_token": token})
+    assert db.session.get(StoredFile, attachment.id).shared is False
+
+
+def test_provider_uploads_to_a_visit_and_to_consents(make_page_client, make_visit, people):
+    alice = people["alice"]
+    visit = make_visit(alice)
+    client = make_page_client(people["provider"])
+    token = client.csrf(f"/patients/{alice.id}/visits")
+    for category, target_type, target_id in (("intake_attachment", "visit", visit.public_id),
+                                             ("user_consent", "user", alice.id)):
+        resp = client.post("/documents/upload", headers={"Accept": "application/json"},
+                           content_type="multipart/form-data", data={
+                               "csrf_token": token, "category": category, "target_type": target_type,
+                               "target_id": str(target_id),
+                               "files": [(io.BytesIO(sample("letter.pdf")), "letter.pdf")]})
+        assert resp.status_code == 201
+    rows = list(db.session.scalars(select(StoredFile).order_by(StoredFile.id)))
+    assert [(r.category, r.visit_id, r.patient_id) for r in rows] == [
+        ("intake_attachment", visit.id, alice.id), ("user_consent", None, alice.id)]
+
+
+def test_open_a_visit(make_page_client, people):
+    alice = people["alice"]
+    client = make_page_client(people["provider"])
+    url = f"/patients/{alice.id}/visits"
+    token = client.csrf(url)
+    assert "No visits yet" in client.get(url).get_data(as_text=True)
+    resp = client.post(url, data={"csrf_token": token, "reason": "Skin check", "external_id": "ext-1"})
+    assert resp.status_code == 303
+    visit = db.session.scalar(select(Visit))
+    assert (visit.patient_id, visit.reason, visit.external_id) == (alice.id, "Skin check", "ext-1")
+    assert "Opened a visit: Skin check." in client.get(url).get_data(as_text=True)
+    missing = client.post(url, data={"csrf_token": token, "reason": ""})
+    assert missing.status_code == 400 and "Say what the visit is for." in missing.get_data(as_text=True)
+    again = client.post(url, data={"csrf_token": token, "reason": "Again", "external_id": "ext-1"})
+    assert again.status_code == 400 and "already exists" in again.get_data(as_text=True)
+    assert client.post(url, data={"reason": "No token"}).status_code == 400
+    assert len(db.session.scalars(select(Visit)).all()) == 1

@@ -1,0 +1,215 @@
+"""Patients' pages through the test client: listing, uploads, rename, delete, avatar, access."""
+import io
+
+import pytest
+from conftest import blobs, sample
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Category, StoredFile
+
+
+def _files(client, *names, category="user_document", target_type="user", target_id="", token=None,
+           as_json=False, next_="/documents"):
+    data = {"csrf_token": token if token is not None else client.csrf("/documents"), "category": category,
+            "target_type": target_type, "target_id": str(target_id), "next": next_,
+            "files": [(io.BytesIO(sample(n) if isinstance(n, str) else n[1]), n if isinstance(n, str) else n[0])
+                      for n in names]}
+    headers = {"Accept": "application/json"} if as_json else {}
+    return client.post("/documents/upload", data=data, headers=headers, content_type="multipart/form-data")
+
+
+def _rows():
+    return list(db.session.scalars(select(StoredFile).order_by(StoredFile.id)))
+
+
+def test_documents_show_own_and_shared_files_newest_first(make_page_client, make_user, make_file, make_visit):
+    alice, bob, provider = make_user(), make_user(), make_user("provider")
+    make_file(alice, "letter.pdf")
+    make_file(alice, "photo.jpg")
+    make_file(bob, "lab-results.pdf")
+    attachment = make_file(provider, "scan.png", visit=make_visit(alice), category=Category.INTAKE_ATTACHMENT)
+    attachment.shared = True
+    db.session.commit()
+    page = make_page_client(alice).get("/documents").get_data(as_text=True)
+    assert page.index("scan.png") < page.index("photo.jpg") < page.index("letter.pdf")
+    assert "lab-results.pdf" not in page
+    assert "Shared by your care team" in page and "3 files" in page
+    assert "size=128x128&amp;preview=1" in page  # the PDF's first-page thumbnail
+    assert "PDF document, 2 pages" in page and "JPEG image, 640×480" in page
+
+
+def test_empty_documents_say_what_to_do(make_page_client, make_user):
+    page = make_page_client(make_user()).get("/documents").get_data(as_text=True)
+    assert "No documents yet" in page and "0 files" in page
+    assert 'type="file"' in page and "multiple" in page
+
+
+def test_form_upload_of_several_files_without_javascript(make_page_client, make_user, storage_root):
+    alice = make_user()
+    client = make_page_client(alice)
+    resp = _files(client, "letter.pdf", "photo.jpg", "gif.gif")
+    assert resp.status_code == 303 and resp.location == "/documents"
+    rows = _rows()
+    assert [r.name for r in rows] == ["letter.pdf", "photo.jpg"]
+    assert all(r.patient_id == alice.id and r.creator_id == alice.id for r in rows)
+    assert len(blobs(storage_root)) == 2
+    page = client.get("/documents").get_data(as_text=True)
+    assert "Uploaded “letter.pdf”." in page and "Uploaded “photo.jpg”." in page
+    assert "“gif.gif” was not uploaded: This file is a GIF image" in page
+
+
+@pytest.mark.parametrize("name, message", [
+    ("gif.gif", "This file is a GIF image"),
+    ("truncated.pdf", "The PDF is damaged or incomplete"),
+    ("encrypted.pdf", "password-protected"),
+    ("macro.html", "Web pages, SVG and XML files are not accepted"),
+    ("not-really.pdf", "rename it to .png"),
+])
+def test_rejected_files_get_a_clear_message_and_nothing_is_written(make_page_client, make_user, storage_root,
+                                                                   name, message):
+    resp = _files(make_page_client(make_user()), name, as_json=True)
+    assert resp.status_code == 400
+    body = resp.get_json()
+    assert body["files"][0]["ok"] is False and message in body["files"][0]["error"]
+    assert _rows() == [] and blobs(storage_root) == []
+
+
+def test_json_upload_reports_each_file(make_page_client, make_user):
+    resp = _files(make_page_client(make_user()), "photo.jpg", as_json=True)
+    assert resp.status_code == 201
+    assert resp.get_json()["files"] == [{"name": "photo.jpg", "ok": True, "id": _rows()[0].public_id}]
+
+
+class TestLimits:
+    @pytest.fixture
+    def config_overrides(self):
+        return {"UPLOAD_MAX_BYTES": 20_000, "MAX_CONTENT_LENGTH": 40_000}
+
+    def test_a_file_over_the_limit_is_refused_by_name(self, make_page_client, make_user, storage_root):
+        resp = _files(make_page_client(make_user()), ("big.txt", b"a" * 30_000), as_json=True)
+        assert resp.status_code == 400
+        assert "larger than the 20,000-byte limit" in resp.get_json()["files"][0]["error"]
+        assert _rows() == [] and blobs(storage_root) == []
+
+    def test_a_body_over_the_limit_renders_the_413_page(self, make_page_client, make_user, storage_root):
+        client = make_page_client(make_user())
+        resp = _files(client, ("huge.txt", b"a" * 50_000))
+        page = resp.get_data(as_text=True)
+        assert resp.status_code == 413 and "That upload is too large" in page and "Sign out" in page
+        resp = _files(client, ("huge.txt", b"a" * 50_000), as_json=True)
+        assert resp.status_code == 413 and resp.get_json()["code"] == 413
+        assert _rows() == [] and blobs(storage_root) == []
+
+
+def test_upload_needs_csrf_and_files(make_page_client, make_user, storage_root):
+    client = make_page_client(make_user())
+    resp = _files(client, "photo.jpg", token="")
+    assert resp.status_code == 400 and "form has expired" in resp.get_data(as_text=True)
+    assert _rows() == [] and blobs(storage_root) == []
+    resp = _files(client)
+    assert resp.status_code == 303
+    assert "Choose at least one file to upload." in client.get("/documents").get_data(as_text=True)
+    assert _files(client, as_json=True).status_code == 400
+
+
+def test_rename(make_page_client, make_user, make_file):
+    alice = make_user()
+    row = make_file(alice, "letter.pdf")
+    client = make_page_client(alice)
+    token = client.csrf("/documents")
+    url = f"/documents/{row.public_id}/rename"
+    resp = client.post(url, data={"csrf_token": token, "name": "Referral letter.pdf", "next": "/documents"})
+    assert resp.status_code == 303 and db.session.get(StoredFile, row.id).name == "Referral letter.pdf"
+    assert "Renamed to “Referral letter.pdf”." in client.get("/documents").get_data(as_text=True)
+    client.post(url, data={"csrf_token": token, "name": "   "})
+    assert "Enter a name." in client.get("/documents").get_data(as_text=True)
+    client.post(url, data={"csrf_token": token, "name": "\u202e\u200b"})
+    assert "at least one printable character" in client.get("/documents").get_data(as_text=True)
+    assert client.post(url, data={"name": "x.pdf"}).status_code == 400
+    assert db.session.get(StoredFile, row.id).name == "Referral letter.pdf"
+
+
+def test_delete_asks_then_deletes(make_page_client, make_user, make_file):
+    alice = make_user()
+    row = make_file(alice, "photo.jpg")
+    client = make_page_client(alice)
+    confirm = client.get(f"/documents/{row.public_id}/delete?next=/documents")
+    assert confirm.status_code == 200 and "Delete “photo.jpg”?" in confirm.get_data(as_text=True)
+    assert client.post(f"/documents/{row.public_id}/delete").status_code == 400  # no CSRF token
+    assert db.session.get(StoredFile, row.id).deleted_at is None
+    resp = client.post(f"/documents/{row.public_id}/delete",
+                       data={"csrf_token": client.csrf("/documents"), "next": "/documents"})
+    assert resp.status_code == 303 and db.session.get(StoredFile, row.id).deleted_at is not None
+    page = client.get("/documents").get_data(as_text=True)
+    assert "Deleted “photo.jpg”." in page and "No documents yet" in page
+
+
+def test_a_patient_cannot_touch_another_patients_files(make_page_client, make_user, make_file, make_visit):
+    alice, bob = make_user(), make_user()
+    theirs = make_file(bob, "photo.jpg")
+    bobs_visit = make_visit(bob)
+    client = make_page_client(alice)
+    token = client.csrf("/documents")
+    assert client.get(f"/documents/{theirs.public_id}/delete").status_code == 404
+    for action in ("rename", "delete", "share"):
+        resp = client.post(f"/documents/{theirs.public_id}/{action}",
+                           data={"csrf_token": token, "name": "mine.jpg", "shared": "y"})
+        assert resp.status_code == 404, action
+    assert _files(client, "photo.jpg", target_id=bob.id, token=token).status_code == 404
+    assert _files(client, "photo.jpg", category="intake_attachment", target_type="visit",
+                  target_id=bobs_visit.public_id, token=token).status_code == 404
+    row = db.session.get(StoredFile, theirs.id)
+    assert (row.name, row.deleted_at, row.shared) == ("photo.jpg", None, False)
+    assert len(_rows()) == 1
+
+
+def test_a_patient_may_look_at_but_not_change_visit_attachments(make_page_client, make_user, make_file, make_visit):
+    alice = make_user()
+    visit = make_visit(alice)
+    row = make_file(alice, "photo.jpg", visit=visit, category=Category.INTAKE_ATTACHMENT)
+    own_doc = make_file(alice, "letter.pdf")
+    client = make_page_client(alice)
+    page = client.get("/documents/visits").get_data(as_text=True)
+    assert "photo.jpg" in page and "Attach files to this visit" in page
+    assert f"/documents/{row.public_id}/delete" not in page and f"/documents/{row.public_id}/rename" not in page
+    token = client.csrf("/documents")
+    assert client.post(f"/documents/{row.public_id}/delete", data={"csrf_token": token}).status_code == 403
+    assert client.post(f"/documents/{own_doc.public_id}/share",
+                       data={"csrf_token": token, "shared": "y"}).status_code == 403
+    resp = _files(client, "scan.png", category="intake_attachment", target_type="visit",
+                  target_id=visit.public_id, token=token, as_json=True)
+    assert resp.status_code == 201 and _rows()[-1].visit_id == visit.id
+
+
+def test_visits_tab_empty_state(make_page_client, make_user):
+    page = make_page_client(make_user()).get("/documents/visits").get_data(as_text=True)
+    assert "No visits yet" in page
+
+
+def test_profile_picture_is_replaced_and_shown_in_the_header(make_page_client, make_user):
+    alice = make_user()
+    client = make_page_client(alice)
+    assert "avatar-initials" in client.get("/profile").get_data(as_text=True)
+    token = client.csrf("/profile")
+    for name in ("photo.jpg", "scan.png"):
+        assert _files(client, name, category="user_avatar", target_id=alice.id, token=token,
+                      next_="/profile").location == "/profile"
+    rows = _rows()
+    assert [r.deleted_at is None for r in rows] == [False, True]  # one avatar per user
+    page = client.get("/documents").get_data(as_text=True)
+    assert 'alt="Your profile picture"' in page and "size=96x96" in page
+
+
+def test_pagination(make_page_client, make_user, make_file, app):
+    app.config["WEB_PAGE_SIZE"] = 2
+    alice = make_user()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        make_file(alice, "notes.txt", name=name)
+    client = make_page_client(alice)
+    first = client.get("/documents").get_data(as_text=True)
+    assert "c.txt" in first and "b.txt" in first and "a.txt" not in first
+    assert "Page 1 of 2" in first and 'href="/documents?page=2"' in first
+    second = client.get("/documents?page=2").get_data(as_text=True)
+    assert "a.txt" in second and "c.txt" not in second
+    assert client.get("/documents?page=abc").status_code == 400
