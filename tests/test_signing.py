@@ -211,3 +211,9 @@ def test_each_use_is_audited(client, pdf, db_events=None):
     events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "view")).all()
     assert len(events) == before + 2
     assert {e.channel for e in events} == {"link"} and events[-1].file_id == pdf.id
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "abc", "0", "-1"])
+def test_junk_preview_page_is_400(client, pdf, value):
+    resp = client.get(link(pdf.public_id, preview=value, size="100x100"))
+    assert resp.status_code == 400 and resp.json["code"] == 400

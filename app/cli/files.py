@@ -1,4 +1,6 @@
 """`chartbox files …`: integrity checks, clean-up and restore."""
+import sys
+
 import click
 from flask.cli import AppGroup
 
@@ -12,7 +14,7 @@ group = AppGroup("files", help="Stored files: check, clean up, restore.")
 def _bar(label: str):
     def progress(items):
         items = list(items)
-        with click.progressbar(items, label=label, file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(items, label=label, file=sys.stderr) as bar:  # stdout stays the report
             yield from bar
     return progress
 
@@ -59,5 +61,5 @@ def cleanup(days: int, dry_run: bool, yes: bool) -> None:
 @reported
 def restore(file_id: str) -> None:
     """Undo the deletion of FILE_ID (its UUID or integer id)."""
-    row = files.restore(Origin.cli(), int(file_id) if file_id.isdigit() else file_id)
+    row = files.restore(Origin.cli(), int(file_id) if file_id.isascii() and file_id.isdigit() else file_id)
     click.echo(f"Restored {row.public_id} ({row.name}).")

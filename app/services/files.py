@@ -82,6 +82,21 @@ class Page:
         return self.page < self.pages
 
 
+#: Row ids are INTEGER columns: 32-bit on PostgreSQL, which refuses larger values outright.
+MAX_ID = 2**31 - 1
+
+
+def parse_id(value: str | None) -> int | None:
+    """An integer row id from request text: ASCII digits in 1..MAX_ID, else None (never raises).
+
+    str.isdigit() alone is not enough: '²' passes it and breaks int(); '٣' passes int().
+    """
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 10:
+        return None
+    number = int(value)
+    return number if 0 < number <= MAX_ID else None
+
+
 def parse_category(value: str | None, default: Category | None = Category.USER_DOCUMENT) -> Category | None:
     """A category from request text. Raises BadRequest naming the accepted values."""
     if value is None or value == "":
@@ -109,15 +124,17 @@ def resolve_target(actor: User, target_type: str | None, target_id: str | int | 
             return Target(patient=actor)
         if not (target_id.isascii() and target_id.isdigit()) or len(target_id) > 18:
             raise BadRequest("A user target id must be a number.")
-        user = db.session.get(User, int(target_id))
+        user_id = parse_id(target_id)
+        user = db.session.get(User, user_id) if user_id is not None else None
         if user is None or user.account_id != actor.account_id:
             raise NotFound("No such user.")
         return Target(patient=user)
     if not target_id:
         raise BadRequest("A visit target needs meta.target.id.")
-    column = Visit.id if target_id.isascii() and target_id.isdigit() and len(target_id) <= 18 else Visit.public_id
+    visit_id = parse_id(target_id)
+    column = Visit.id if visit_id is not None else Visit.public_id
     visit = db.session.scalar(
-        select(Visit).where(column == (int(target_id) if column is Visit.id else target_id),
+        select(Visit).where(column == (visit_id if visit_id is not None else target_id),
                             Visit.account_id == actor.account_id)
     )
     if visit is None or (actor.is_patient and visit.patient_id != actor.id):
@@ -278,7 +295,7 @@ def get_file(actor: User, file_id: str | int, action: Action = Action.VIEW, *,
 def find_file(file_id: str | int) -> StoredFile | None:
     """Any file row (deleted ones too) by public UUID or integer id; no access check."""
     if isinstance(file_id, int):
-        return db.session.get(StoredFile, file_id)
+        return db.session.get(StoredFile, file_id) if 0 < file_id <= MAX_ID else None
     if not isinstance(file_id, str) or len(file_id) != 36:
         return None
     return db.session.scalar(select(StoredFile).where(StoredFile.public_id == file_id.lower()))

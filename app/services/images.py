@@ -48,7 +48,7 @@ def parse_page(value: str | None) -> int | None:
     """A 1-based page number from a query string (`preview=1`); None when absent. Raises BadRequest."""
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 5 or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or len(value) > 5 or int(value) < 1:
         raise BadRequest("preview must be a page number (1 for the first page).")
     return int(value)
 

@@ -1,0 +1,161 @@
+"""The services on PostgreSQL: real migrations in a private schema, no drift, the VSee flow and
+the access matrix's key cases. Skips (or fails with CHARTBOX_REQUIRE_SERVICES=1) without a server.
+"""
+from __future__ import annotations
+
+import io
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from conftest import base_config, sample, service_unavailable
+from sqlalchemy import select
+from test_access import ACTORS, CATEGORIES, OUT_OF_SCOPE, check_delete, check_get, check_rename, expected
+from test_access import world  # noqa: F401 - the access matrix's fixture, reused on PostgreSQL
+from test_migrations import current_revisions, quiet_logging_config, schema_diffs, script_heads
+
+from app import create_app
+from app.extensions import db
+from app.models import AuditEvent, StoredFile
+
+pytestmark = pytest.mark.postgres
+
+URL = os.environ.get("CHARTBOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="module")
+def pg_schema():
+    """A fresh schema for this module's run, dropped afterwards, so parallel runs never collide."""
+    try:
+        engine = sa.create_engine(URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means: no server here
+        service_unavailable("PostgreSQL", f"{URL}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    schema = f"chartbox_test_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield schema
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def pg_config(tmp_path, schema: str) -> dict:
+    return {**base_config(tmp_path), "SQLALCHEMY_DATABASE_URI": URL,
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True,
+                                          "connect_args": {"options": f"-csearch_path={schema}"}}}
+
+
+@pytest.fixture(scope="module")
+def pg_migrated(pg_schema, tmp_path_factory):
+    """`flask db upgrade` (the real migrations) into the schema, once per module."""
+    tmp = tmp_path_factory.mktemp("pg-migrate")
+    app = create_app(pg_config(tmp, pg_schema), instance_path=str(tmp / "instance"))
+    with app.app_context():
+        with quiet_logging_config():
+            result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+        assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+        heads, current, diffs = script_heads(), current_revisions(), schema_diffs()
+        db.engine.dispose()
+    return {"schema": pg_schema, "heads": heads, "current": current, "diffs": diffs}
+
+
+@pytest.fixture
+def app(pg_migrated, tmp_path):
+    """The shared fixtures (make_user, make_file, client …) now run on PostgreSQL."""
+    app = create_app(pg_config(tmp_path, pg_migrated["schema"]), instance_path=str(tmp_path / "instance"))
+    with app.app_context():
+        yield app
+        db.session.remove()
+        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        db.engine.dispose()
+
+
+def test_migrations_reach_head_without_drift(pg_migrated):
+    assert pg_migrated["current"] == pg_migrated["heads"]
+    assert pg_migrated["diffs"] == []
+
+
+def test_tables_live_in_the_private_schema(app, pg_migrated):
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT current_schema()")).scalar() == pg_migrated["schema"]
+        tables = set(sa.inspect(conn).get_table_names(schema=pg_migrated["schema"]))
+    assert set(db.metadata.tables) <= tables
+
+
+def test_vsee_upload_list_rename_delete(client, make_user, make_token, storage_root):
+    provider, patient = make_user("provider", password=None), make_user("patient", password=None)
+    headers = {"X-ApiToken": make_token(provider)}
+    made = []
+    for name in ("letter.pdf", "photo.jpg", "notes.txt"):
+        resp = client.post("/api_v3/files", headers=headers, data={
+            "file": (io.BytesIO(sample(name)), name), "meta.target.id": str(patient.id)})
+        assert resp.status_code == 200, resp.json
+        made.append(resp.json["data"])
+    assert made[0]["created"] > 1_600_000_000  # timezone-aware timestamps round-trip
+
+    listed = client.get(f"/api_v3/files?target_id={patient.id}&per_page=2", headers=headers)
+    assert [f["id"] for f in listed.json["data"]] == [made[2]["id"], made[1]["id"]]
+    assert listed.headers["X-Total-Count"] == "3" and 'rel="next"' in listed.headers["Link"]
+
+    renamed = client.post(f"/api_v3/files/{made[0]['id']}", headers=headers, json={"name": "Brief \u00e4.pdf"})
+    assert renamed.status_code == 200 and renamed.json["data"]["name"] == "Brief \u00e4.pdf"
+    view = client.get(renamed.json["data"]["fullpath"])
+    assert view.status_code == 200 and view.data == sample("letter.pdf")
+
+    assert client.delete(f"/api_v3/files/{made[0]['id']}", headers=headers).json == {"data": True}
+    assert client.get(f"/api_v3/files/{made[0]['id']}", headers=headers).status_code == 404
+    remaining = client.get(f"/api_v3/files?target_id={patient.id}", headers=headers).json["data"]
+    assert [f["id"] for f in remaining] == [made[2]["id"], made[1]["id"]]
+    actions = [e.action for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    assert actions == ["upload", "upload", "upload", "rename", "view", "delete"]
+    assert db.session.scalar(select(StoredFile).where(StoredFile.public_id == made[0]["id"])).deleted_at
+
+
+@pytest.mark.parametrize("target", ["999999999999999999", "2147483648", "0", "abc", "\u00b2"])
+def test_out_of_range_ids_are_4xx_not_500(client, make_user, make_token, target):
+    """Integer columns are 32-bit on PostgreSQL; a huge id must not become a database error."""
+    headers = {"X-ApiToken": make_token(make_user("provider", password=None))}
+    resp = client.get(f"/api_v3/files?target_id={target}", headers=headers)
+    assert resp.status_code in (400, 404) and resp.json["code"] == resp.status_code
+    resp = client.get(f"/api_v3/files?target_type=visit&target_id={target}", headers=headers)
+    assert resp.status_code in (400, 404)
+
+
+def test_concurrent_avatar_uploads_keep_one(client, make_user, make_token):
+    patient = make_user("patient", password=None)
+    headers = {"X-ApiToken": make_token(patient)}
+    for name in ("photo.jpg", "scan.png"):
+        assert client.post("/api_v3/files", headers=headers, data={
+            "file": (io.BytesIO(sample(name)), name), "meta.category": "user_avatar"}).status_code == 200
+    live = client.get("/api_v3/files?category=user_avatar", headers=headers).json["data"]
+    assert [f["name"] for f in live] == ["scan.png"]
+
+
+KEY_CASES = [("patient", "user_document"), ("patient", "user_consent"), ("patient", "user_avatar"),
+             ("provider", "intake_attachment"), ("provider", "user_avatar"), ("admin", "user_consent"),
+             ("other_patient", "user_document"), ("other_clinic_admin", "intake_attachment")]
+assert all(a in ACTORS and c in CATEGORIES for a, c in KEY_CASES)
+
+
+@pytest.mark.parametrize("actor,category", KEY_CASES)
+def test_access_matrix_key_cases(client, world, actor, category):  # noqa: F811 - pytest fixture
+    check_get(client, world, actor, category)
+    check_rename(client, world, actor, category)
+    check_delete(client, world, actor, category)
+
+
+@pytest.mark.parametrize("actor", ["patient", "provider", "other_clinic_provider"])
+def test_list_scope(client, world, actor):  # noqa: F811 - pytest fixture
+    resp = client.get(f"/api_v3/files?target_id={world.users['patient'].id}", headers=world.headers(actor))
+    if actor in OUT_OF_SCOPE:
+        assert resp.status_code == 404
+    else:
+        assert resp.status_code == 200 and len(resp.json["data"]) == 3
+    assert expected("view", actor, "user_document") == (404 if actor in OUT_OF_SCOPE else 200)
