@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import defaultdict, deque
 
 from flask import Flask, current_app
@@ -62,7 +63,8 @@ class RedisCounter:
     def hit(self, key: str, window: int) -> None:
         now = time.time()
         pipe = self._redis.pipeline()
-        pipe.zadd(self._key(key), {f"{now:.6f}:{id(pipe)}": now})
+        # A random member: two workers failing in the same microsecond must both count.
+        pipe.zadd(self._key(key), {f"{now:.6f}:{uuid.uuid4().hex}": now})
         pipe.expire(self._key(key), window)
         pipe.execute()
 
