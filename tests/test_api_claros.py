@@ -112,7 +112,8 @@ def test_403_for_a_patient_of_another_clinic(client, key, make_account, make_use
 
 
 @pytest.mark.parametrize("path", ["/patients/999999/pdf", "/patients/999999/pdf/", "/patients/abc/pdf",
-                                  "/patients/-1/pdf", "/patients/99999999999999999999999/pdf"])
+                                  "/patients/-1/pdf", f"/patients/{2**31}/pdf",
+                                  "/patients/99999999999999999999999/pdf"])
 def test_404_for_no_such_patient(client, key, path):
     resp = client.post(path, headers={"X-API-Key": key}, content_type="multipart/form-data",
                        data={"file": (io.BytesIO(sample("letter.pdf")), "a.pdf"), "filename": "a.pdf"})

@@ -166,6 +166,9 @@ def test_create_accepts_numeric_strings_jpeg_and_no_clinic_or_station(client, au
                              "data": b64("scan.png")})
     row = db.session.get(StoredFile, resp.get_json()["id"])
     assert (row.tscharts_clinic, row.tscharts_station) == (12, None)  # 0 means none
+    resp = client.post("/tscharts/v1/image/", headers=auth, json={
+        "type": "Xray", "patient": patient.id, "clinic": 2**40, "data": b64("xray.png")})
+    assert db.session.get(StoredFile, resp.get_json()["id"]).tscharts_clinic == 2**40  # BIGINT
 
 
 def test_create_without_content_type_header_still_parses(client, auth, patient):
@@ -214,7 +217,7 @@ def test_create_400_for_malformed_json(client, auth, raw):
 
 def test_create_404_for_unknown_or_unreachable_patient(client, post_image, provider, make_account, make_user):
     other_clinic_patient = make_user(Role.PATIENT, account=make_account("clinic-b"))
-    for patient_id in (999_999, 0, provider.id, other_clinic_patient.id):
+    for patient_id in (999_999, 0, 2**31, 2**40, provider.id, other_clinic_patient.id):
         assert_detail(post_image(patient=patient_id), 404)
     assert count_files() == 0
 
@@ -264,7 +267,7 @@ def test_get_404s(client, app, auth, provider, patient, make_file, make_account,
     png = make_file(provider, "scan.png", patient=patient)
     for file_id in (pdf.id, png.id, 999_999):
         assert_detail(client.get(f"/tscharts/v1/image/{file_id}/", headers=auth), 404)
-    for path in ("/tscharts/v1/image/abc/", "/tscharts/v1/image/-1/",
+    for path in ("/tscharts/v1/image/abc/", "/tscharts/v1/image/-1/", f"/tscharts/v1/image/{2**31}/",
                  "/tscharts/v1/image/99999999999999999999999/"):
         assert_detail(client.get(path, headers=auth), 404)
     # Another clinic's staff cannot see it.
@@ -360,7 +363,8 @@ def test_search_newest_returns_one_image_object(client, auth, patient, gallery):
 
 def test_search_404_when_nothing_matches(client, auth, patient, provider, gallery):
     for query in ("?patient={p}&type=Surgery", "?clinic=99", "?station=99",
-                  "?patient={p}&type=Surgery&newest=true", "?patient=999999", "?patient={staff}"):
+                  "?patient={p}&type=Surgery&newest=true", "?patient=999999", "?patient={staff}",
+                  f"?patient={2**31}", f"?clinic={2**40}"):
         resp = client.get("/tscharts/v1/image/" + query.format(p=patient.id, staff=provider.id), headers=auth)
         assert_detail(resp, 404)
 

@@ -15,7 +15,6 @@ from app.services.viewing import view_url
 bp = Blueprint("claros", __name__)
 # Claros' paths share /patients/ with pages another door may serve; only these are Claros'.
 _CLAROS_PATH = re.compile(r"^/patients/[^/]*/pdf/?$")
-_MAX_ID = 2**63 - 1  # larger ids cannot exist (and would overflow the database driver)
 
 
 def render_error(err: ChartboxError) -> Response:
@@ -50,7 +49,7 @@ def pdf_json(row: StoredFile) -> dict:
 @bp.post("/patients/<int:patient_id>/pdf/")
 def upload_patient_pdf(patient_id: int):
     """Add a PDF (multipart `file` + `filename`) to a patient's documents."""
-    if patient_id > _MAX_ID:
+    if patient_id > files.MAX_ID:  # cannot exist; PostgreSQL would refuse the lookup outright
         raise NotFound("No such patient.")
     patient = accounts.locate_patient(patient_id, g.actor.account_id)  # before reading the body
     upload = request.files.get("file")
