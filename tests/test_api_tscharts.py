@@ -224,7 +224,9 @@ def test_create_404_for_unknown_or_unreachable_patient(client, post_image, provi
 
 @pytest.mark.parametrize("config_overrides", [{"JSON_UPLOAD_MAX_BYTES": 4000}])
 def test_create_413_when_the_body_is_over_the_json_limit(client, post_image, storage_root):
-    assert_detail(post_image(), 413)  # xray.png in base64 is far over 4000 bytes
+    resp = post_image()  # xray.png in base64 is far over 4000 bytes
+    assert_detail(resp, 413)
+    assert "4,000-byte" in resp.get_json()["detail"]
     assert count_files() == 0 and blobs(storage_root) == []
 
 

@@ -27,7 +27,11 @@ _PUBLIC = {"tscharts.login"}
 
 
 def render_error(err: ChartboxError) -> Response:
-    resp = jsonify(detail=err.message)
+    message = err.message
+    limit = request.max_content_length
+    if err.status == 413 and limit and (request.content_length or 0) > limit:
+        message = f"The request body is larger than the {limit:,}-byte limit."  # not the file limit
+    resp = jsonify(detail=message)
     resp.status_code = err.status
     if err.status == 401:
         resp.headers["WWW-Authenticate"] = "Token"
