@@ -144,7 +144,7 @@ def test_malformed_json_is_400(client, auth):
 
 def test_patient_must_be_a_patient_of_the_callers_clinic(client, auth, make_account, make_user, provider):
     stranger = make_user(Role.PATIENT, account=make_account("clinic-b"))
-    for patient_id in (str(stranger.id), str(provider.id), "999999", "abc"):
+    for patient_id in (str(stranger.id), str(provider.id), "999999", "abc", "²", "٣", "99999999999"):
         data = body(coverage=None) | {"patient": {"id": patient_id}}
         assert_error(client.post("/images/v1", json=data, headers=auth), 404, "NotFoundError")
     assert count_images() == 0
@@ -200,7 +200,9 @@ def test_stale_version_is_409_with_the_latest_version(client, auth):
 
 def test_update_errors(client, auth):
     image = create(client, auth, body())
-    assert_error(client.put(f"/images/v1/{image['id']}/one", json=body(), headers=auth), 400, "BadRequestError")
+    for junk in ("one", "²", "١"):  # Unicode digits are not version numbers
+        assert_error(client.put(f"/images/v1/{image['id']}/{junk}", json=body(), headers=auth),
+                     400, "BadRequestError")
     assert_error(client.put(f"/images/v1/{image['id']}/1", json={"file_name": "x"}, headers=auth),
                  400, "BadRequestError")
     missing = "00000000-0000-0000-0000-000000000000"
@@ -373,3 +375,9 @@ def test_patient_token_signed_url_uploads_as_the_patient(client, make_token, pat
     assert client.put(image["signed_url"], data=sample("insurance-back.jpg")).status_code == 200
     row = db.session.get(CandidImage, image["id"])
     assert row.file.creator_id == patient.id and row.updating_user_id == patient.id
+
+
+@pytest.mark.parametrize("patient_id", ["\u00b2", "\u0663", "abc", "99999999999"])
+def test_search_by_a_junk_patient_id_finds_nothing(client, auth, patient, patient_id):
+    create(client, auth, body(patient))
+    assert _ids(client, auth, f"?patient_id={patient_id}") == []

@@ -212,4 +212,5 @@ def test_pagination(make_page_client, make_user, make_file, app):
     assert "Page 1 of 2" in first and 'href="/documents?page=2"' in first
     second = client.get("/documents?page=2").get_data(as_text=True)
     assert "a.txt" in second and "c.txt" not in second
-    assert client.get("/documents?page=abc").status_code == 400
+    for junk in ("abc", "0", "\u00b2", "\u0663"):  # Unicode digits must not reach int()
+        assert client.get(f"/documents?page={junk}").status_code == 400

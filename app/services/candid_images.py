@@ -23,6 +23,7 @@ from app.models import CandidImage, Category, CoverageSide, ImageStatus, User
 from app.models.base import utcnow
 from app.services import accounts, files, signing, viewing
 from app.services.audit import Origin
+from app.services.files import parse_id
 from app.services.viewing import Download
 
 #: Candid's camelCase sort_field values and the columns they sort by.
@@ -179,9 +180,10 @@ def search(actor: User, params: Mapping[str, str]) -> list[CandidImage]:
     query = _visible(actor).where(CandidImage.deactivated.is_(False))
     patient_id = params.get("patient_id")
     if patient_id:
-        if not patient_id.isdigit() or len(patient_id) > 18:
+        number = parse_id(patient_id)
+        if number is None:
             return []
-        query = query.where(CandidImage.patient_id == int(patient_id))
+        query = query.where(CandidImage.patient_id == number)
     for name, column in (("coverage_id", CandidImage.coverage_id), ("file_type", CandidImage.file_type),
                          ("patient_notes", CandidImage.patient_notes)):
         if params.get(name):
@@ -194,9 +196,10 @@ def search(actor: User, params: Mapping[str, str]) -> list[CandidImage]:
 def _apply(actor: User, row: CandidImage, fields: MutableImage) -> None:
     patient_id = None
     if fields.patient_id is not None:
-        if not fields.patient_id.isdigit() or len(fields.patient_id) > 18:
+        number = parse_id(fields.patient_id)
+        if number is None:
             raise NotFound(f"No patient with id {fields.patient_id!r}.")
-        patient_id = accounts.get_patient(actor, int(fields.patient_id)).id
+        patient_id = accounts.get_patient(actor, number).id
     elif actor.is_patient:
         raise BadRequest("With a patient's token, set patient.id to your own user id.")
     if fields.coverage_id is not None:
@@ -233,7 +236,7 @@ def _commit(fields: MutableImage) -> None:
 
 
 def _check_version(row: CandidImage, version: str) -> None:
-    if not version.isdigit() or len(version) > 9:
+    if parse_id(version) is None:
         raise BadRequest("The version in the path must be a whole number.")
     if int(version) != row.version:
         raise Conflict(f"Version {version} is not the latest ({row.version}).",
@@ -255,7 +258,8 @@ def _link_user(image_id: str, by: str | None, auth_code: str | None, stamp: str 
     """The user a signed image URL acts for. Raises Forbidden for a bad or expired link."""
     by = by or ""
     signing.verify(signing.CANDID_IMAGE, _signed_id(image_id, by), auth_code, stamp)
-    user = accounts.get_user_by_id(int(by)) if by.isdigit() and len(by) <= 18 else None
+    user_id = parse_id(by)
+    user = accounts.get_user_by_id(user_id) if user_id is not None else None
     if user is None or not user.active:
         raise Forbidden("This link is not valid.")
     return user

@@ -22,7 +22,7 @@ def register_web(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str):
-        return get_user_by_id(int(user_id)) if user_id.isdigit() else None
+        return get_user_by_id(int(user_id)) if user_id.isascii() and user_id.isdigit() else None
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."

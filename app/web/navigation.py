@@ -56,6 +56,6 @@ def page_url(number: int) -> str:
 def page_number() -> int:
     """`?page=N` (1 when absent). Raises BadRequest for junk, so links never silently lie."""
     value = request.args.get("page", "1")
-    if not value.isdigit() or len(value) > 6 or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or len(value) > 6 or int(value) < 1:
         raise BadRequest("The page number must be a whole number from 1.")
     return int(value)
