@@ -58,6 +58,10 @@ class TooManyRequests(ChartboxError):
     status, code, default_message = 429, "too_many_requests", "Too many attempts; try again later."
 
 
+class ServiceUnavailable(ChartboxError):
+    status, code, default_message = 503, "unavailable", "File storage is unavailable; try again shortly."
+
+
 #: A renderer turns (status, code, message, extra) into a response in a door's own shape.
 Renderer = Callable[[ChartboxError], Response]
 
@@ -128,6 +132,16 @@ def register_error_handlers(app: Flask) -> None:
         resp = _renderer_for_path(request.path)(err)
         if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
             resp.headers["Allow"] = ", ".join(exc.valid_methods)
+        return resp
+
+    from app.storage import StorageError
+
+    @app.errorhandler(StorageError)
+    def handle_storage_error(exc: StorageError):
+        # An outage of the disk or object store, not a bug: say so, and let the client retry.
+        app.logger.error("storage failure on %s %s: %s", request.method, request.path, exc)
+        resp = _renderer_for_path(request.path)(ServiceUnavailable())
+        resp.headers["Retry-After"] = "30"
         return resp
 
     @app.errorhandler(Exception)

@@ -82,20 +82,44 @@ def _counter():
     return current_app.extensions["chartbox_throttle"]
 
 
+def _shared_store_errors() -> tuple[type[Exception], ...]:
+    try:
+        import redis
+    except ImportError:
+        return ()
+    return (redis.RedisError,)
+
+
 def login_key(username: str, ip: str | None) -> str:
     return f"login:{(username or '').lower()}:{ip or '-'}"
 
 
 def check(key: str) -> None:
-    """Raise TooManyRequests when `key` has used up its failed attempts."""
+    """Raise TooManyRequests when `key` has used up its failed attempts.
+
+    If the shared counter (Redis) is down, sign-in stays open (passwords are still checked)
+    and the outage is logged: locking every clinician out would be the worse failure.
+    """
     config = current_app.config
-    if _counter().count(key, config["LOGIN_WINDOW"]) >= config["LOGIN_ATTEMPTS"]:
+    try:
+        count = _counter().count(key, config["LOGIN_WINDOW"])
+    except _shared_store_errors() as exc:
+        current_app.logger.error("sign-in throttle unavailable, not throttling: %s", exc)
+        return
+    if count >= config["LOGIN_ATTEMPTS"]:
         raise TooManyRequests("Too many failed sign-in attempts; wait a few minutes and try again.")
 
 
 def failed(key: str) -> None:
-    _counter().hit(key, current_app.config["LOGIN_WINDOW"])
+    _record(lambda counter: counter.hit(key, current_app.config["LOGIN_WINDOW"]))
 
 
 def succeeded(key: str) -> None:
-    _counter().reset(key)
+    _record(lambda counter: counter.reset(key))
+
+
+def _record(update) -> None:
+    try:
+        update(_counter())
+    except _shared_store_errors() as exc:
+        current_app.logger.error("sign-in throttle unavailable, attempt not recorded: %s", exc)
