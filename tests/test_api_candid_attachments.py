@@ -251,6 +251,9 @@ def test_charge_capture_file_waits_then_joins_its_visit(client, auth, patient, m
     visit = make_visit(patient, external_id="cc-1")  # the encounter is created
     db.session.refresh(row)
     assert (row.patient_id, row.visit_id, row.target_id) == (patient.id, visit.id, visit.id)
+    attached = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.file_id == row.id, AuditEvent.action == "attach")).all()
+    assert [(e.channel, e.detail["visit"]) for e in attached] == [("cli", visit.public_id)]
     items = client.get(f"{BASE}/{visit.public_id}", headers=auth).get_json()
     assert [i["attachment_id"] for i in items] == [attachment_id]
     data = client.get(f"/api_v3/files?target_type=visit&target_id={visit.public_id}", headers=vsee)

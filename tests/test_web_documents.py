@@ -214,3 +214,13 @@ def test_pagination(make_page_client, make_user, make_file, app):
     assert "a.txt" in second and "c.txt" not in second
     for junk in ("abc", "0", "\u00b2", "\u0663"):  # Unicode digits must not reach int()
         assert client.get(f"/documents?page={junk}").status_code == 400
+
+
+def test_a_profile_picture_must_be_an_image(make_page_client, make_user, storage_root):
+    alice = make_user()
+    client = make_page_client(alice)
+    resp = _files(client, "letter.pdf", category="user_avatar", target_id=alice.id,
+                  token=client.csrf("/profile"), as_json=True)
+    assert resp.status_code == 400
+    assert resp.get_json()["files"][0]["error"] == "A profile picture must be a PNG or JPEG image."
+    assert _rows() == [] and blobs(storage_root) == []

@@ -4,6 +4,7 @@ from flask.cli import AppGroup
 
 from app.cli.errors import reported
 from app.services import accounts
+from app.services.audit import Origin
 
 group = AppGroup("visits", help="Visits (encounters).")
 
@@ -14,5 +15,5 @@ group = AppGroup("visits", help="Visits (encounters).")
 @reported
 def create(username: str, external_id: str | None) -> None:
     """Open a visit; prints only the visit's id."""
-    visit = accounts.create_visit(accounts.get_user(username), external_id)
+    visit = accounts.create_visit(accounts.get_user(username), external_id, origin=Origin.cli())
     click.echo(visit.public_id)

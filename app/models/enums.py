@@ -31,6 +31,7 @@ class Action(StrEnum):
     SHARE = "share"
     UNSHARE = "unshare"
     PURGE = "purge"
+    ATTACH = "attach"  # a file waiting for its visit joined it
 
 
 class Channel(StrEnum):

@@ -14,8 +14,8 @@ from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from app.extensions import db
 from app.models import Account, ApiToken, Role, User, Visit
 from app.models.base import utcnow
-from app.services import throttle
-from app.services import access, charge_capture
+from app.services import access, charge_capture, throttle
+from app.services.audit import Origin
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
@@ -193,8 +193,14 @@ def locate_patient(patient_id: int, account_id: int) -> User:
     return user
 
 
-def create_visit(patient: User, external_id: str | None = None, reason: str = "") -> Visit:
-    """Open a visit for a patient. Raises BadRequest (not a patient), Conflict (external id taken)."""
+def create_visit(patient: User, external_id: str | None = None, reason: str = "",
+                 origin: Origin | None = None, actor: User | None = None) -> Visit:
+    """Open a visit for a patient; Candid files waiting on its external id join it.
+
+    Args:
+        origin, actor: who opens it and through which door (audits the files that join).
+    Raises BadRequest (not a patient), Conflict (external id taken).
+    """
     if patient.role != Role.PATIENT:
         raise BadRequest(f"{patient.username} is not a patient.")
     visit = Visit(account_id=patient.account_id, patient_id=patient.id,
@@ -207,7 +213,8 @@ def create_visit(patient: User, external_id: str | None = None, reason: str = ""
         except IntegrityError:
             db.session.rollback()
             raise Conflict(message) from None
-        charge_capture.attach_waiting(visit)  # same transaction: the visit comes with its files
+        # Same transaction: the visit comes with its files.
+        charge_capture.attach_waiting(visit, origin or Origin.cli(), actor)
     _commit_unique(message)
     return visit
 

@@ -15,7 +15,7 @@ from app.errors import BadRequest, Forbidden
 from app.extensions import db
 from app.models import Action, Category, StoredFile, TargetType, User, Visit
 from app.models.base import utcnow
-from app.services import access, files
+from app.services import access, audit, files
 from app.services.audit import Origin
 
 MAX_EXTERNAL_ID = 200  # Visit.external_id's column size
@@ -64,13 +64,15 @@ def upload(actor: User, origin: Origin, stream: BinaryIO, filename: str | None, 
     if row.is_waiting:
         # The visit may have been created while the bytes were being checked.
         visit = _visit(actor.account_id, external_id)
-        if visit is not None and attach_waiting(visit):
+        if visit is not None and attach_waiting(visit, origin, actor):
             db.session.commit()
     return row
 
 
-def attach_waiting(visit: Visit) -> int:
+def attach_waiting(visit: Visit, origin: Origin, actor: User | None = None) -> int:
     """Attach every file waiting for this visit's external id to it; return how many.
+
+    Each attachment is audited (Action.ATTACH) as done by `actor` through `origin`.
 
     Called by accounts.create_visit before its commit (no commit here), so the visit and
     its files appear together. Deleted waiting files are attached too, so a restore puts
@@ -88,6 +90,8 @@ def attach_waiting(visit: Visit) -> int:
         row.patient_id, row.visit_id = visit.patient_id, visit.id
         row.target_type, row.target_id = TargetType.VISIT.value, visit.id
         row.modified_at = now
+        audit.record(Action.ATTACH, origin, actor=actor, file=row, visit=visit.public_id,
+                     external_id=visit.external_id)
     return len(rows)
 
 

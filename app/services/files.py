@@ -13,14 +13,14 @@ from typing import Any, BinaryIO
 from flask import current_app
 from sqlalchemy import func, or_, select
 
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict, InvalidUpload, NotFound
 from app.extensions import db
 from app.models import Action, Category, Role, StoredFile, TargetType, User, Visit
 from app.models.base import utcnow
 from app.services import access, audit
 from app.services.audit import Origin
 from app.services.spool import spool
-from app.services.validation import TYPES, Limits, clean_name, inspect_file, name_extension
+from app.services.validation import JPEG, PNG, TYPES, Limits, clean_name, inspect_file, name_extension
 from app.storage import BlobMissing, get_storage, new_key
 
 
@@ -168,6 +168,8 @@ def upload(actor: User, origin: Origin, stream: BinaryIO, filename: str | None,
     with spool(stream, config["UPLOAD_MAX_BYTES"], _tmp_dir()) as received:
         name = clean_name(filename)
         found = inspect_file(received.path, name, Limits.from_config(config))
+        if category == Category.USER_AVATAR and found.media_type not in (PNG, JPEG):
+            raise InvalidUpload("A profile picture must be a PNG or JPEG image.")
         name = name or f"upload.{found.ext}"
         storage = get_storage()
         key = new_key()

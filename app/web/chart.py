@@ -5,8 +5,9 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app.errors import BadRequest, Conflict
-from app.models import Category, TargetType
+from app.models import Category, Channel, TargetType
 from app.services import accounts, files
+from app.services.audit import Origin
 from app.services.files import Page, Target
 from app.web.documents import page_size, upload_form
 from app.web.forms import VisitForm
@@ -58,7 +59,8 @@ def visits(patient_id: int):
     status = 200
     if form.validate_on_submit():
         try:
-            visit = accounts.create_visit(patient, form.external_id.data or None, form.reason.data.strip())
+            visit = accounts.create_visit(patient, form.external_id.data or None, form.reason.data.strip(),
+                                          Origin.of(request, Channel.WEB), current_user)
         except (BadRequest, Conflict) as err:
             form.external_id.errors.append(err.message)
             status = 400
