@@ -192,3 +192,19 @@ def make_page_client(app):
         return client.sign_in(user, password) if user is not None else client
 
     return make
+
+
+def count_files() -> int:
+    """How many StoredFile rows exist (deleted ones too)."""
+    from sqlalchemy import func, select
+
+    from app.models import StoredFile
+
+    return db.session.scalar(select(func.count()).select_from(StoredFile))
+
+
+def assert_detail(resp, status: int) -> None:
+    """A `{"detail": "…"}` error (Claros, tscharts) with this status."""
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert set(body) == {"detail"} and isinstance(body["detail"], str) and body["detail"]

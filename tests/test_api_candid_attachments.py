@@ -5,13 +5,13 @@ import io
 import re
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.errors import Conflict
 from app.extensions import db
 from app.models import AuditEvent, Category, Role, StoredFile
 from app.services import accounts, files
-from conftest import blobs, sample
+from conftest import blobs, count_files, sample
 
 BASE = "/api/encounter-attachments/v1"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -48,10 +48,6 @@ def form(name="letter.pdf", attachment_type="DOCUMENTATION", **extra) -> dict:
 
 def put(client, auth, visit, suffix="", **kwargs):
     return client.put(f"{BASE}/{visit.public_id}{suffix}", data=form(**kwargs), headers=auth)
-
-
-def count_files() -> int:
-    return db.session.scalar(select(func.count()).select_from(StoredFile))
 
 
 def assert_error(resp, status: int, name: str) -> dict:

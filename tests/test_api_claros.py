@@ -6,11 +6,11 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEvent, Role, StoredFile
-from conftest import blobs, sample
+from conftest import assert_detail, blobs, count_files, sample
 
 KEYS = {"id", "url", "filename", "created_at", "patient_id"}
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -41,16 +41,6 @@ def post_pdf(client, patient_id, key, data=None, filename="report.pdf", part_nam
     headers = {"X-API-Key": key} if key is not None else {}
     path = f"/patients/{patient_id}/pdf" + ("/" if slash else "")
     return client.post(path, data=form, headers=headers, content_type="multipart/form-data")
-
-
-def count_files() -> int:
-    return db.session.scalar(select(func.count()).select_from(StoredFile))
-
-
-def assert_detail(resp, status):
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert set(body) == {"detail"} and isinstance(body["detail"], str) and body["detail"]
 
 
 @pytest.mark.parametrize("slash", [False, True])

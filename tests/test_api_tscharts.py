@@ -11,7 +11,7 @@ from app.extensions import db
 from app.models import ApiToken, AuditEvent, Category, Channel, Role, StoredFile
 from app.services import files
 from app.services.audit import Origin
-from conftest import blobs, sample
+from conftest import assert_detail, blobs, count_files, sample
 
 IMAGE_KEYS = {"id", "patient", "clinic", "station", "type", "data"}
 
@@ -54,16 +54,6 @@ def post_image(client, auth, patient):
         return client.post("/tscharts/v1/image/", json=body, headers=auth if headers is None else headers)
 
     return post
-
-
-def count_files() -> int:
-    return db.session.scalar(select(func.count()).select_from(StoredFile))
-
-
-def assert_detail(resp, status):
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert set(body) == {"detail"} and isinstance(body["detail"], str) and body["detail"]
 
 
 # -- login / logout ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import blobs, sample
+from conftest import sample
 from sqlalchemy import select
 
 from app.extensions import db

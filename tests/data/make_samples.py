@@ -75,7 +75,7 @@ def build_pdf(pages: list[list[str]], title: str, base_offset: int = 0) -> bytes
                b"/Encoding /WinAnsiEncoding >>")
     objs[4] = (b"<< /Title (" + _pdf_escape(title) + b") /Producer (Chartbox make_samples.py) "
                b"/CreationDate (D:20240101000000Z) >>")
-    for pid, lines in zip(page_ids, pages):
+    for pid, lines in zip(page_ids, pages, strict=True):
         content = _page_content(lines)
         objs[pid] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
                      b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (pid + 1))
