@@ -30,6 +30,18 @@ def test_patient_list_and_search(make_page_client, people):
     assert "Alice Moreno" in found and "Bob Okafor" not in found and "1 match for “alice”" in found
     none = client.get("/patients?q=zzz").get_data(as_text=True)
     assert "No patients match “zzz”" in none
+    for wildcard in ("%", "_"):  # typed characters, not SQL patterns
+        assert "No patients match" in client.get(f"/patients?q={wildcard}").get_data(as_text=True)
+
+
+def test_patient_list_pages_in_the_database(make_page_client, people, make_user, app):
+    app.config["WEB_PAGE_SIZE"] = 2
+    make_user(full_name="Zoe Last")
+    client = make_page_client(people["provider"])
+    first = client.get("/patients").get_data(as_text=True)
+    assert "Alice Moreno" in first and "Bob Okafor" in first and "Zoe Last" not in first
+    second = client.get("/patients?page=2").get_data(as_text=True)
+    assert "Zoe Last" in second and "Alice Moreno" not in second
 
 
 def test_patients_cannot_use_the_provider_pages(make_page_client, people):

@@ -16,6 +16,7 @@ from app.models import Account, ApiToken, Role, User, Visit
 from app.models.base import utcnow
 from app.services import access, charge_capture, throttle
 from app.services.audit import Origin
+from app.services.paging import Page, paginate
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
@@ -244,21 +245,20 @@ def list_visits(patient: User) -> list[Visit]:
     ))
 
 
-def find_patients(actor: User, search: str = "") -> list[User]:
-    """The patients of the actor's clinic matching `search` (name, username or email).
+def find_patients(actor: User, search: str = "", page: int = 1, per_page: int = 25) -> Page:
+    """One page of the patients of the actor's clinic matching `search` (name, username or
+    email), by name.
 
     Raises Forbidden unless the actor is staff (a provider or an admin).
     """
     access.check_directory(actor)
-    return list_patients(actor.account_id, search[:100])
-
-
-def list_patients(account_id: int, search: str = "") -> list[User]:
-    query = select(User).where(User.account_id == account_id, User.role == Role.PATIENT)
+    query = select(User).where(User.account_id == actor.account_id, User.role == Role.PATIENT)
+    search = search.strip()[:100]
     if search:
-        like = f"%{search.strip()}%"
-        query = query.where(User.full_name.ilike(like) | User.username.ilike(like) | User.email.ilike(like))
-    return list(db.session.scalars(query.order_by(User.full_name)))
+        like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(User.full_name.ilike(like, escape="\\") | User.username.ilike(like, escape="\\")
+                            | User.email.ilike(like, escape="\\"))
+    return paginate(query, page, per_page, User.full_name, User.id)
 
 
 def _commit_unique(message: str) -> None:

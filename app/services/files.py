@@ -7,11 +7,11 @@ calls and the results back into their dialect. Viewing through signed links is i
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from flask import current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from app.errors import BadRequest, Conflict, InvalidUpload, NotFound
 from app.extensions import db
@@ -19,6 +19,7 @@ from app.models import Action, Category, Role, StoredFile, TargetType, User, Vis
 from app.models.base import utcnow
 from app.services import access, audit
 from app.services.audit import Origin
+from app.services.paging import Page, paginate
 from app.services.spool import spool
 from app.services.validation import JPEG, PNG, TYPES, Limits, clean_name, inspect_file, name_extension
 from app.storage import BlobMissing, get_storage, new_key
@@ -61,25 +62,6 @@ class WaitingTarget:
     external_id: str
     type = TargetType.VISIT
     id = patient_id = visit_id = None
-
-
-@dataclass
-class Page:
-    """One page of a listing, newest first."""
-
-    items: list[StoredFile]
-    total: int
-    page: int
-    per_page: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
 
 
 #: Row ids are INTEGER columns: 32-bit on PostgreSQL, which refuses larger values outright.
@@ -243,8 +225,6 @@ def list_files(actor: User, target: Target | None = None, category: Category | N
     target = target or Target(patient=actor)
     if not access.in_scope(actor, target.patient.id, target.patient.account_id):
         raise NotFound("No such user.")
-    per_page = _page_size(per_page)
-    page = max(1, page)
     where = StoredFile.target_type == target.type.value, StoredFile.target_id == target.id
     condition = where[0] & where[1]
     if category is not None:
@@ -254,12 +234,7 @@ def list_files(actor: User, target: Target | None = None, category: Category | N
     query = _live().where(StoredFile.account_id == target.patient.account_id, condition)
     if actor.is_patient:  # a patient sees their own chart only; avatars of others never
         query = query.where(StoredFile.patient_id == actor.id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    items = list(db.session.scalars(
-        query.order_by(StoredFile.created_at.desc(), StoredFile.id.desc())
-        .limit(per_page).offset((page - 1) * per_page)
-    ))
-    return Page(items=items, total=total or 0, page=page, per_page=per_page)
+    return paginate(query, page, _page_size(per_page), StoredFile.created_at.desc(), StoredFile.id.desc())
 
 
 def _page_size(per_page: int | None) -> int:

@@ -8,7 +8,7 @@ from app.errors import BadRequest, Conflict
 from app.models import Category, Channel, TargetType
 from app.services import accounts, files
 from app.services.audit import Origin
-from app.services.files import Page, Target
+from app.services.files import Target
 from app.web.documents import page_size, upload_form
 from app.web.forms import VisitForm
 from app.web.navigation import page_number
@@ -21,10 +21,7 @@ bp = Blueprint("chart", __name__)
 def patients():
     """The clinic's patients, with a search box (name, username or email)."""
     query = (request.args.get("q") or "").strip()
-    found = accounts.find_patients(current_user, query)
-    number, size = page_number(), page_size()
-    listing = Page(items=found[(number - 1) * size: number * size], total=len(found),
-                   page=number, per_page=size)
+    listing = accounts.find_patients(current_user, query, page_number(), page_size())
     return render_template("patients.html", listing=listing, query=query)
 
 
