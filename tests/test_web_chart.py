@@ -81,7 +81,11 @@ def test_chart_tabs_and_provider_actions(make_page_client, make_file, make_visit
     client = make_page_client(provider)
     documents = client.get(f"/patients/{alice.id}").get_data(as_text=True)
     assert "letter.pdf" in documents and "scan.png" not in documents and "consent.pdf" not in documents
-    assert f"/documents/{doc.public_id}/share" in documents and f"/documents/{doc.public_id}/rename" in documents
+    assert f"/documents/{doc.public_id}/rename" in documents
+    # Documents are on the patient's page already: nothing to share.
+    assert f"/documents/{doc.public_id}/share" not in documents
+    assert client.post(f"/documents/{doc.public_id}/share", data={"csrf_token": client.csrf(f"/patients/{alice.id}"),
+                                                                  "shared": "y"}).status_code == 403
     visits = client.get(f"/patients/{alice.id}/visits").get_data(as_text=True)
     assert "scan.png" in visits and f"/documents/{attachment.public_id}/share" in visits
     consents = client.get(f"/patients/{alice.id}/consents").get_data(as_text=True)

@@ -46,8 +46,15 @@ def in_scope(actor: User, patient_id: int | None, account_id: int) -> bool:
     return actor.is_staff or patient_id == actor.id
 
 
+#: Sharing puts a file on the patient's Documents page; documents are there already, and an
+#: avatar is a picture of a person, not part of a chart.
+SHAREABLE = frozenset({Category.INTAKE_ATTACHMENT, Category.USER_CONSENT})
+
+
 def allowed(actor: User, category: Category, action: Action, *, own_avatar: bool = False) -> bool:
     """Whether the actor's role may take `action` on files of `category` in its scope."""
+    if action in (Action.SHARE, Action.UNSHARE) and category not in SHAREABLE:
+        return False
     if category == Category.USER_AVATAR and own_avatar:
         return action in RULES[category][Role.PATIENT] | RULES[category][actor.role_enum]
     return action in RULES[category][actor.role_enum]
