@@ -373,7 +373,7 @@ def test_search_400_for_bad_parameters(client, auth, query):
 
 
 def test_search_is_an_indexed_query(app, provider, patient):
-    from app.models.files import ImageType
+    from app.models.enums import ImageType
     from app.services.chart_images import ImageQuery, _search
 
     queries = [ImageQuery(patient_id=patient.id, image_type=ImageType.XRAY), ImageQuery(clinic=3),

@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from app.api.auth import bearer, origin_of, principal
 from app.errors import BadRequest, ChartboxError, Forbidden, register_renderer
 from app.models import Channel, StoredFile
-from app.models.files import ImageType
+from app.models.enums import ImageType
 from app.services import accounts, chart_images
 from app.services.chart_images import ImageQuery
 

@@ -1,13 +1,15 @@
 """Database models. Inert: no I/O, no commits (services own the unit of work)."""
 from app.models.accounts import Account, ApiToken, User
 from app.models.audit import AuditEvent
-from app.models.candid import AttachmentType, CandidImage, CoverageSide, ImageStatus
-from app.models.enums import Action, Category, Channel, Role, TargetType
+from app.models.candid import CandidImage
+from app.models.enums import (
+    Action, AttachmentType, Category, Channel, CoverageSide, ImageStatus, ImageType, Role, TargetType,
+)
 from app.models.files import StoredFile
 from app.models.visits import Visit
 
 __all__ = [
     "Account", "ApiToken", "User", "AuditEvent", "StoredFile", "Visit",
     "Action", "Category", "Channel", "Role", "TargetType",
-    "AttachmentType", "CandidImage", "CoverageSide", "ImageStatus",
+    "AttachmentType", "CandidImage", "CoverageSide", "ImageStatus", "ImageType",
 ]

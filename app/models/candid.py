@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -11,25 +10,6 @@ from app.extensions import db
 from app.models.accounts import Account
 from app.models.base import UTCDateTime, new_uuid, utcnow
 from app.models.files import StoredFile
-
-
-class ImageStatus(StrEnum):
-    PENDING = "PENDING"
-    UPLOADED = "UPLOADED"
-    FAILED = "FAILED"
-
-
-class CoverageSide(StrEnum):
-    FRONT = "FRONT"
-    BACK = "BACK"
-
-
-class AttachmentType(StrEnum):
-    """Candid encounter attachment types (StoredFile.attachment_type)."""
-
-    DOCUMENTATION = "DOCUMENTATION"
-    EOB = "EOB"
-    OTHER = "OTHER"
 
 
 # Only the live (non-deactivated) image may hold a coverage side; the partial index makes

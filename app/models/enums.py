@@ -44,3 +44,33 @@ class Channel(StrEnum):
     TSCHARTS = "tscharts"
     CANDID = "candid"
     CLI = "cli"
+
+
+class ImageType(StrEnum):
+    """tscharts image types (its API spells them exactly so, case-sensitive)."""
+
+    HEADSHOT = "Headshot"
+    XRAY = "Xray"
+    SURGERY = "Surgery"
+    AUDIOGRAM = "Audiogram"
+
+
+class ImageStatus(StrEnum):
+    """Candid pre-encounter image upload states."""
+
+    PENDING = "PENDING"
+    UPLOADED = "UPLOADED"
+    FAILED = "FAILED"
+
+
+class CoverageSide(StrEnum):
+    FRONT = "FRONT"
+    BACK = "BACK"
+
+
+class AttachmentType(StrEnum):
+    """Candid encounter attachment types (StoredFile.attachment_type)."""
+
+    DOCUMENTATION = "DOCUMENTATION"
+    EOB = "EOB"
+    OTHER = "OTHER"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -12,15 +11,6 @@ from app.models.accounts import Account, User
 from app.models.base import UTCDateTime, new_uuid, utcnow
 from app.models.enums import Category, TargetType
 from app.models.visits import Visit
-
-
-class ImageType(StrEnum):
-    """tscharts image types (its API spells them exactly so, case-sensitive)."""
-
-    HEADSHOT = "Headshot"
-    XRAY = "Xray"
-    SURGERY = "Surgery"
-    AUDIOGRAM = "Audiogram"
 
 
 class StoredFile(db.Model):

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.errors import InvalidUpload, NotFound
 from app.extensions import db
 from app.models import Action, Category, StoredFile, User
-from app.models.files import ImageType
+from app.models.enums import ImageType
 from app.services import accounts, files
 from app.services.audit import Origin
 from app.services.validation import JPEG, PNG, sniff
