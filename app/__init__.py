@@ -24,6 +24,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     )
     from app.config import load_config
 
+    from app.http import ChartboxRequest
+
+    app.request_class = ChartboxRequest
     os.makedirs(app.instance_path, exist_ok=True)
     load_config(app, test_config)
 

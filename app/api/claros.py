@@ -6,7 +6,7 @@ import re
 from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from app.api.auth import origin_of, principal
-from app.errors import BadRequest, ChartboxError, NotFound, register_renderer, render_page_error
+from app.errors import BadRequest, ChartboxError, register_renderer, render_page_error
 from app.models import Category, Channel, StoredFile
 from app.services import accounts, files
 from app.services.validation import clean_name, name_extension
@@ -49,8 +49,6 @@ def pdf_json(row: StoredFile) -> dict:
 @bp.post("/patients/<int:patient_id>/pdf/")
 def upload_patient_pdf(patient_id: int):
     """Add a PDF (multipart `file` + `filename`) to a patient's documents."""
-    if patient_id > files.MAX_ID:  # cannot exist; PostgreSQL would refuse the lookup outright
-        raise NotFound("No such patient.")
     patient = accounts.locate_patient(patient_id, g.actor.account_id)  # before reading the body
     upload = request.files.get("file")
     if upload is None:

@@ -6,6 +6,11 @@ from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 
 
+#: Row ids are INTEGER columns: 32-bit on PostgreSQL, which refuses larger values outright
+#: (and SQLite overflows past 64 bits), so a larger id names no row and must not reach a query.
+MAX_ID = 2**31 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -13,7 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from app.extensions import db
 from app.models import Account, ApiToken, Role, User, Visit
-from app.models.base import utcnow
+from app.models.base import MAX_ID, utcnow
 from app.services import access, charge_capture, throttle
 from app.services.audit import Origin
 from app.services.paging import Page, paginate
@@ -186,7 +186,7 @@ def locate_patient(patient_id: int, account_id: int) -> User:
         NotFound: no patient has this id.
         Forbidden: the patient belongs to another clinic.
     """
-    user = db.session.get(User, patient_id)
+    user = _user(patient_id)
     if user is None or user.role != Role.PATIENT:
         raise NotFound("No such patient.")
     if user.account_id != account_id:
@@ -231,10 +231,14 @@ def get_patient(actor: User, patient_id: int) -> User:
 
     Raises NotFound for anyone else, so a chart's existence never leaks.
     """
-    user = db.session.get(User, patient_id)
+    user = _user(patient_id)
     if user is None or user.role != Role.PATIENT or not access.in_scope(actor, user.id, user.account_id):
         raise NotFound("No such patient.")
     return user
+
+
+def _user(user_id: int) -> User | None:
+    return db.session.get(User, user_id) if 0 < user_id <= MAX_ID else None
 
 
 def list_visits(patient: User) -> list[Visit]:

@@ -46,7 +46,7 @@ def upload_image(actor: User, origin: Origin, data: bytes, patient_id: int, imag
         InvalidUpload: not a complete, valid PNG or JPEG.
         TooLarge: over UPLOAD_MAX_BYTES.
     """
-    patient = _patient(actor, patient_id)
+    patient = accounts.get_patient(actor, patient_id)
     try:
         kind = sniff(data[:16], "")
     except InvalidUpload:
@@ -59,12 +59,6 @@ def upload_image(actor: User, origin: Origin, data: bytes, patient_id: int, imag
     attrs = {"image_type": image_type.value, "tscharts_clinic": clinic, "tscharts_station": station}
     return files.upload(actor, origin, io.BytesIO(data), name, Category.USER_DOCUMENT,
                         files.Target(patient), attrs=attrs)
-
-
-def _patient(actor: User, patient_id: int) -> User:
-    if not 0 < patient_id <= files.MAX_ID:  # cannot exist; PostgreSQL would refuse the lookup
-        raise NotFound("No such patient.")
-    return accounts.get_patient(actor, patient_id)
 
 
 def _image(actor: User, image_id: int, action: Action) -> StoredFile:
@@ -93,7 +87,7 @@ def _search(actor: User, query: ImageQuery):
         StoredFile.deleted_at.is_(None),
     )
     if query.patient_id is not None:
-        patient = _patient(actor, query.patient_id)
+        patient = accounts.get_patient(actor, query.patient_id)
         stmt = stmt.where(StoredFile.patient_id == patient.id)
     if actor.is_patient:  # a patient sees their own chart only
         stmt = stmt.where(StoredFile.patient_id == actor.id)

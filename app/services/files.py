@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from app.errors import BadRequest, Conflict, InvalidUpload, NotFound
 from app.extensions import db
 from app.models import Action, Category, Role, StoredFile, TargetType, User, Visit
-from app.models.base import utcnow
+from app.models.base import MAX_ID, utcnow
 from app.services import access, audit
 from app.services.audit import Origin
 from app.services.paging import Page, paginate
@@ -64,8 +64,6 @@ class WaitingTarget:
     id = patient_id = visit_id = None
 
 
-#: Row ids are INTEGER columns: 32-bit on PostgreSQL, which refuses larger values outright.
-MAX_ID = 2**31 - 1
 
 
 def parse_id(value: str | None) -> int | None:
