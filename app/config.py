@@ -34,7 +34,9 @@ class Defaults:
     API_PAGE_SIZE = 100
     API_PAGE_SIZE_MAX = 500
     WEB_PAGE_SIZE = 25
-    RATELIMIT_STORAGE_URL = "memory://"  # or redis://host:6379/0 when several hosts serve
+    # Where failed sign-ins are counted: the app's database (shared by every worker and host),
+    # redis://host:6379/0, or memory:// (per process).
+    RATELIMIT_STORAGE_URL = "database://"
     LOGIN_ATTEMPTS = 10  # per username+IP within LOGIN_WINDOW
     LOGIN_WINDOW = 300  # seconds
     PREFERRED_URL_SCHEME = "http"

@@ -1,5 +1,5 @@
 """Database models. Inert: no I/O, no commits (services own the unit of work)."""
-from app.models.accounts import Account, ApiToken, User
+from app.models.accounts import Account, ApiToken, LoginFailure, User
 from app.models.audit import AuditEvent
 from app.models.candid import CandidImage
 from app.models.enums import (
@@ -9,7 +9,7 @@ from app.models.files import StoredFile
 from app.models.visits import Visit
 
 __all__ = [
-    "Account", "ApiToken", "User", "AuditEvent", "StoredFile", "Visit",
+    "Account", "ApiToken", "LoginFailure", "User", "AuditEvent", "StoredFile", "Visit",
     "Action", "Category", "Channel", "Role", "TargetType",
     "AttachmentType", "CandidImage", "CoverageSide", "ImageStatus", "ImageType",
 ]

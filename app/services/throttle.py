@@ -1,7 +1,8 @@
 """Sign-in throttling: at most N failed attempts per key in a sliding window.
 
-The counter lives in memory for one process, or in Redis (RATELIMIT_STORAGE_URL=redis://…)
-so several gunicorn workers and hosts share it.
+RATELIMIT_STORAGE_URL picks where failures are counted: `database://` (the default: the app's
+own database, so every worker and host sharing it shares the count), `redis://…` (a Redis
+shared by every worker), or `memory://` (this process only; each worker counts alone).
 """
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ import uuid
 from collections import defaultdict, deque
 
 from flask import Flask, current_app
+from sqlalchemy import delete, func, insert, select
 
 from app.errors import TooManyRequests
+from app.extensions import db
+from app.models import LoginFailure
+
+_FAILURES = LoginFailure.__table__
 
 
 class MemoryCounter:
@@ -40,6 +46,27 @@ class MemoryCounter:
         while hits and hits[0] <= cutoff:
             hits.popleft()
         return hits
+
+
+class DatabaseCounter:
+    """Failures per key as rows of login_failures, on their own connection and transaction
+    (a sign-in attempt must count even when the request's own work is rolled back)."""
+
+    def count(self, key: str, window: int) -> int:
+        cutoff = time.time() - window
+        with db.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(_FAILURES).where(
+                _FAILURES.c.key == key, _FAILURES.c.at > cutoff)).scalar_one()
+
+    def hit(self, key: str, window: int) -> None:
+        now = time.time()
+        with db.engine.begin() as conn:
+            conn.execute(delete(_FAILURES).where(_FAILURES.c.at <= now - window))  # expired, any key
+            conn.execute(insert(_FAILURES).values(key=key[:300], at=now))
+
+    def reset(self, key: str) -> None:
+        with db.engine.begin() as conn:
+            conn.execute(delete(_FAILURES).where(_FAILURES.c.key == key))
 
 
 class RedisCounter:
@@ -74,7 +101,14 @@ class RedisCounter:
 
 def init_throttle(app: Flask) -> None:
     url = app.config["RATELIMIT_STORAGE_URL"]
-    counter = RedisCounter(url) if url.startswith(("redis://", "rediss://")) else MemoryCounter()
+    if url.startswith(("redis://", "rediss://")):
+        counter = RedisCounter(url)
+    elif url.startswith("memory://"):
+        counter = MemoryCounter()
+    elif url.startswith("database://"):
+        counter = DatabaseCounter()
+    else:
+        raise RuntimeError(f"RATELIMIT_STORAGE_URL must be database://, redis://… or memory://, not {url!r}.")
     app.extensions["chartbox_throttle"] = counter
 
 
