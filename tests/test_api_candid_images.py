@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import CandidImage, Category, Role, StoredFile
+from app.models import AuditEvent, CandidImage, Category, Role, StoredFile
 from conftest import blobs, sample
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -381,3 +381,16 @@ def test_patient_token_signed_url_uploads_as_the_patient(client, make_token, pat
 def test_search_by_a_junk_patient_id_finds_nothing(client, auth, patient, patient_id):
     create(client, auth, body(patient))
     assert _ids(client, auth, f"?patient_id={patient_id}") == []
+
+
+def test_metadata_changes_are_audited(client, auth, provider, patient):
+    image = create(client, auth, body(patient))
+    assert client.put(f"/images/v1/{image['id']}/1", json=body(patient), headers=auth).status_code == 200
+    assert client.delete(f"/images/v1/{image['id']}/2", headers=auth).status_code == 204
+    assert client.put(f"/images/v1/{image['id']}/2", json=body(patient), headers=auth).status_code == 409
+    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+    assert [(e.action, e.channel, e.actor_id, e.detail) for e in events] == [
+        ("create", "candid", provider.id, {"candid_image": image["id"], "version": 1}),
+        ("update", "candid", provider.id, {"candid_image": image["id"], "version": 2}),
+        ("deactivate", "candid", provider.id, {"candid_image": image["id"], "version": 3}),
+    ]  # the refused stale update left nothing

@@ -55,7 +55,7 @@ def _body():
 @bp.post("")
 def create_image():
     """Create image metadata (a MutableImage) at version 1."""
-    return image_json(candid_images.create(g.actor, _body()), g.actor)
+    return image_json(candid_images.create(g.actor, candid.origin(), _body()), g.actor)
 
 
 @bp.get("")
@@ -74,13 +74,13 @@ def get_image(image_id: str):
 @bp.put("/<image_id>/<version>")
 def update_image(image_id: str, version: str):
     """Full replace at the current version; answers the image at version+1."""
-    return image_json(candid_images.update(g.actor, image_id, version, _body()), g.actor)
+    return image_json(candid_images.update(g.actor, candid.origin(), image_id, version, _body()), g.actor)
 
 
 @bp.delete("/<image_id>/<version>")
 def deactivate_image(image_id: str, version: str):
     """Deactivate at the current version; no body."""
-    candid_images.deactivate(g.actor, image_id, version)
+    candid_images.deactivate(g.actor, candid.origin(), image_id, version)
     return Response(status=204)
 
 

@@ -32,6 +32,10 @@ class Action(StrEnum):
     UNSHARE = "unshare"
     PURGE = "purge"
     ATTACH = "attach"  # a file waiting for its visit joined it
+    # Metadata records that are not files themselves (Candid pre-encounter images).
+    CREATE = "create"
+    UPDATE = "update"
+    DEACTIVATE = "deactivate"
 
 
 class Channel(StrEnum):

@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.extensions import db
-from app.models import CandidImage, Category, CoverageSide, ImageStatus, User
+from app.models import Action, CandidImage, Category, CoverageSide, ImageStatus, User
 from app.models.base import utcnow
-from app.services import accounts, files, signing, viewing
+from app.services import accounts, audit, files, signing, viewing
 from app.services.audit import Origin
 from app.services.files import parse_id
 from app.services.viewing import Download
@@ -113,7 +113,7 @@ def get(actor: User, image_id: str) -> CandidImage:
     return row
 
 
-def create(actor: User, body: Any) -> CandidImage:
+def create(actor: User, origin: Origin, body: Any) -> CandidImage:
     """Create an image at version 1 from a MutableImage body.
 
     Raises:
@@ -125,11 +125,13 @@ def create(actor: User, body: Any) -> CandidImage:
     row = CandidImage(account_id=actor.account_id, version=1, deactivated=False, created_at=utcnow())
     _apply(actor, row, fields)
     db.session.add(row)
+    db.session.flush()
+    _audit(Action.CREATE, origin, actor, row)
     _commit(fields)
     return row
 
 
-def update(actor: User, image_id: str, version: str, body: Any) -> CandidImage:
+def update(actor: User, origin: Origin, image_id: str, version: str, body: Any) -> CandidImage:
     """Replace an image's fields; `version` must be the current one. Returns it at version+1.
 
     Updating a deactivated image reactivates it (as Candid's other pre-encounter objects do),
@@ -143,11 +145,12 @@ def update(actor: User, image_id: str, version: str, body: Any) -> CandidImage:
     _apply(actor, row, fields)
     row.deactivated = False
     row.version += 1
+    _audit(Action.UPDATE, origin, actor, row)
     _commit(fields)
     return row
 
 
-def deactivate(actor: User, image_id: str, version: str) -> CandidImage:
+def deactivate(actor: User, origin: Origin, image_id: str, version: str) -> CandidImage:
     """Deactivate (hide from search; still readable by id) at the current `version`.
 
     Deactivating a deactivated image changes nothing. Raises NotFound or Conflict.
@@ -158,6 +161,7 @@ def deactivate(actor: User, image_id: str, version: str) -> CandidImage:
         row.deactivated = True
         _touch(actor, row)
         row.version += 1
+        _audit(Action.DEACTIVATE, origin, actor, row)
         db.session.commit()
     return row
 
@@ -216,6 +220,12 @@ def _apply(actor: User, row: CandidImage, fields: MutableImage) -> None:
     row.coverage_side = fields.coverage_side.value if fields.coverage_side else None
     row.patient_id, row.patient_notes = patient_id, fields.patient_notes
     _touch(actor, row)
+
+
+def _audit(action: Action, origin: Origin, actor: User, row: CandidImage) -> None:
+    """Metadata changes leave an event too (on the image's file once it has bytes)."""
+    audit.record(action, origin, actor=actor, file=row.file, account_id=row.account_id,
+                 candid_image=row.id, version=row.version)
 
 
 def _touch(actor: User, row: CandidImage) -> None:
