@@ -29,6 +29,11 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app.request_class = ChartboxRequest
     os.makedirs(app.instance_path, exist_ok=True)
     load_config(app, test_config)
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     from app.extensions import csrf, db, login_manager, migrate
 

@@ -40,6 +40,9 @@ class Defaults:
     LOGIN_ATTEMPTS = 10  # per username+IP within LOGIN_WINDOW
     LOGIN_WINDOW = 300  # seconds
     PREFERRED_URL_SCHEME = "http"
+    # Behind a load balancer: how many proxies' X-Forwarded-For/-Proto/-Host to believe, so
+    # signed links carry the public https address and the audit trail the client's address.
+    TRUSTED_PROXIES = 0
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

@@ -1,0 +1,36 @@
+"""Behind a load balancer: forwarded headers count only when TRUSTED_PROXIES says so."""
+import io
+
+import pytest
+from conftest import sample
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import AuditEvent, Role
+
+FORWARDED = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https",
+             "X-Forwarded-Host": "docs.clinic.example"}
+
+
+def _upload(client, make_user, make_token):
+    provider, patient = make_user(Role.PROVIDER), make_user(Role.PATIENT)
+    resp = client.post("/api_v3/files", headers={"X-ApiToken": make_token(provider), **FORWARDED},
+                       data={"file": (io.BytesIO(sample("letter.pdf")), "letter.pdf"),
+                             "meta.target.id": str(patient.id)})
+    assert resp.status_code == 200
+    event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "upload")).one()
+    return resp.get_json()["data"]["fullpath"], event.ip
+
+
+@pytest.mark.parametrize("config_overrides", [{"TRUSTED_PROXIES": 1, "SERVER_NAME": None}])
+def test_trusted_proxy_headers_shape_links_and_the_audit_trail(client, make_user, make_token, config_overrides):
+    fullpath, ip = _upload(client, make_user, make_token)
+    assert fullpath.startswith("https://docs.clinic.example/files/view/")
+    assert ip == "198.51.100.7"
+
+
+@pytest.mark.parametrize("config_overrides", [{"SERVER_NAME": None}])
+def test_forwarded_headers_are_ignored_by_default(client, make_user, make_token, config_overrides):
+    fullpath, ip = _upload(client, make_user, make_token)
+    assert fullpath.startswith("http://localhost/files/view/")
+    assert ip == "127.0.0.1"  # a client cannot forge its address into the audit trail
