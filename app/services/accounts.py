@@ -144,16 +144,11 @@ def resolve_token(token: str | None) -> User:
     return row.user
 
 
-def issue_login_token(username: str, password: str, ip: str | None,
-                      token_name: str) -> tuple[User, str] | None:
-    """Sign in with a password for an API client: a new API token, throttled like the pages.
+def sign_in(username: str, password: str, ip: str | None) -> User | None:
+    """Check a password sign-in, throttled per username and client address (every door).
 
-    Args:
-        username, password: the credentials as sent.
-        ip: the client address (with the username, the throttle key).
-        token_name: what `tokens list` shows for the new token.
-    Returns:
-        (user, token) on success; None for bad credentials or an inactive user.
+    Returns the active user, or None for bad credentials or an inactive user (one answer, so
+    nobody learns which usernames exist).
     Raises:
         TooManyRequests: too many failed attempts for this username and address.
     """
@@ -164,7 +159,22 @@ def issue_login_token(username: str, password: str, ip: str | None,
         throttle.failed(key)
         return None
     throttle.succeeded(key)
-    return user, create_token(user, token_name)[1]
+    return user
+
+
+def issue_login_token(username: str, password: str, ip: str | None,
+                      token_name: str) -> tuple[User, str] | None:
+    """Sign in with a password for an API client: a new API token (see sign_in).
+
+    Args:
+        token_name: what `tokens list` shows for the new token.
+    Returns:
+        (user, token) on success; None for bad credentials or an inactive user.
+    Raises:
+        TooManyRequests: as sign_in.
+    """
+    user = sign_in(username, password, ip)
+    return None if user is None else (user, create_token(user, token_name)[1])
 
 
 def revoke_presented_token(token: str | None) -> None:

@@ -5,7 +5,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
 from app.errors import TooManyRequests
-from app.services import accounts, throttle
+from app.services import accounts
 from app.web.forms import LoginForm
 from app.web.navigation import home_url, safe_next
 
@@ -25,19 +25,16 @@ def login():
             return redirect(safe_next(form.next.data) or home_url())
     status, error = 200, None
     if form.validate_on_submit():
-        key = throttle.login_key(form.username.data.strip(), request.remote_addr)
         try:
-            throttle.check(key)
-            user = accounts.authenticate(form.username.data.strip(), form.password.data)
-            if user is None:
-                throttle.failed(key)
-                status, error = 401, BAD_CREDENTIALS
-            else:
-                throttle.succeeded(key)
-                login_user(user)
-                return redirect(safe_next(form.next.data) or home_url(), code=303)
+            user = accounts.sign_in(form.username.data.strip(), form.password.data, request.remote_addr)
         except TooManyRequests as exc:
             status, error = 429, exc.message
+        else:
+            if user is None:
+                status, error = 401, BAD_CREDENTIALS
+            else:
+                login_user(user)
+                return redirect(safe_next(form.next.data) or home_url(), code=303)
     elif request.method == "POST":
         status = 400
     form.password.data = ""
