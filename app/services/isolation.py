@@ -10,6 +10,7 @@ import pickle
 import select
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,12 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float, memory: int
     if resource is None or not hasattr(os, "fork") or not os.path.exists("/proc/self/statm"):
         return fn(*args)
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that fork() in a threaded process (gunicorn gthread, a test's live
+        # server) may deadlock. The child only parses one file and _exit()s; it takes no lock
+        # another thread might hold (logging resets its locks at fork).
+        warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # child
         code = 0
         try:
