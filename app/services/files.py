@@ -64,8 +64,6 @@ class WaitingTarget:
     id = patient_id = visit_id = None
 
 
-
-
 def parse_id(value: str | None) -> int | None:
     """An integer row id from request text: ASCII digits in 1..MAX_ID, else None (never raises).
 
@@ -223,8 +221,7 @@ def list_files(actor: User, target: Target | None = None, category: Category | N
     target = target or Target(patient=actor)
     if not access.in_scope(actor, target.patient.id, target.patient.account_id):
         raise NotFound("No such user.")
-    where = StoredFile.target_type == target.type.value, StoredFile.target_id == target.id
-    condition = where[0] & where[1]
+    condition = (StoredFile.target_type == target.type.value) & (StoredFile.target_id == target.id)
     if category is not None:
         condition = condition & (StoredFile.category == category.value)
     if include_shared:
@@ -350,10 +347,18 @@ def read_content(actor: User, origin: Origin, file_id: str | int) -> tuple[Store
         with get_storage().open(row.storage_key) as fh:
             data = fh.read()
     except BlobMissing:
-        raise NotFound("The file's contents are missing; an administrator has been told.") from None
+        raise missing_blob(row) from None
     audit.record(Action.VIEW, origin, actor=actor, file=row)
     db.session.commit()
     return row, data
+
+
+def missing_blob(row: StoredFile) -> NotFound:
+    """The error for a row whose bytes are gone, logged so an administrator sees it
+    (`chartbox files check` lists every such row)."""
+    current_app.logger.error("file %s (%s) has no blob at %s:%s", row.public_id, row.name,
+                             row.storage_backend, row.storage_key)
+    return NotFound("The file's contents are missing; an administrator has been told.")
 
 
 def download_name(row: StoredFile) -> str:

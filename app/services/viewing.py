@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models import Action, StoredFile
 from app.services import audit, signing
 from app.services.audit import Origin
-from app.services.files import download_name, find_file
+from app.services.files import download_name, find_file, missing_blob
 from app.services.images import fit_png, parse_page, parse_size, pdf_page_png, rendition_key
 from app.storage import BlobMissing, get_storage
 
@@ -82,7 +82,7 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
             download = Download(storage.open(row.storage_key), row.size, row.media_type,
                                 row.sha256, download_name(row), row.modified_at)
     except BlobMissing:
-        raise NotFound("The file's contents are missing; an administrator has been told.") from None
+        raise missing_blob(row) from None
     audit.record(Action.VIEW, origin, actor=None, file=row, size=size if box and row.is_image else None,
                  **({"preview": page} if page and row.is_pdf else {}))
     db.session.commit()
