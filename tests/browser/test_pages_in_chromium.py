@@ -158,6 +158,9 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
 
     photo = row(page, "photo.jpg")
     photo.get_by_text("Rename").click()
+    # The page focuses the field and selects the stem once the form opens; let it, or that
+    # selection can land mid-fill and leave "beach-photo.jpg.jpg".
+    wait_until(page, "document.activeElement && document.activeElement.name === 'name'")
     photo.get_by_label("New name").fill("beach-photo.jpg")
     photo.get_by_role("button", name="Save").click()
     page.get_by_text("Renamed to “beach-photo.jpg”.").wait_for()
