@@ -159,3 +159,32 @@ def test_list_scope(client, world, actor):  # noqa: F811 - pytest fixture
     else:
         assert resp.status_code == 200 and len(resp.json["data"]) == 3
     assert expected("view", actor, "user_document") == (404 if actor in OUT_OF_SCOPE else 200)
+
+
+def test_a_charge_capture_file_racing_its_visit_still_joins_it(app, make_user, monkeypatch):
+    """Under READ COMMITTED the visit's transaction cannot see a file committed meanwhile, and
+    the upload cannot see the uncommitted visit; the visit's post-commit sweep must catch it."""
+    from app.models import Category, Channel, Role
+    from app.services import accounts, charge_capture
+    from app.services.audit import Origin
+
+    provider, patient = make_user(Role.PROVIDER), make_user(Role.PATIENT)
+    provider_id = provider.id
+    real_commit = accounts._commit_unique
+    raced = {}
+
+    def commit_after_a_racing_upload(message):
+        with app.app_context():  # another request: its own session and connection
+            uploader = db.session.get(type(provider), provider_id)
+            row = charge_capture.upload(uploader, Origin(Channel.CANDID), io.BytesIO(sample("letter.pdf")),
+                                        "superbill.pdf", "cc-race")
+            raced["id"], raced["waiting"] = row.id, row.is_waiting
+            db.session.remove()
+        real_commit(message)
+
+    monkeypatch.setattr(accounts, "_commit_unique", commit_after_a_racing_upload)
+    visit = accounts.create_visit(patient, external_id="cc-race")
+    assert raced["waiting"] is True  # the upload really did miss the uncommitted visit
+    db.session.expire_all()
+    row = db.session.get(StoredFile, raced["id"])
+    assert (row.visit_id, row.patient_id, row.category) == (visit.id, patient.id, Category.INTAKE_ATTACHMENT)

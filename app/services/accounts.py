@@ -227,6 +227,11 @@ def create_visit(patient: User, external_id: str | None = None, reason: str = ""
         # Same transaction: the visit comes with its files.
         charge_capture.attach_waiting(visit, origin or Origin.cli(), actor)
     _commit_unique(message)
+    if visit.external_id and charge_capture.attach_waiting(visit, origin or Origin.cli(), actor):
+        # A file committed while this visit was uncommitted saw no visit, and this transaction
+        # did not see the file; sweeping again after our commit closes that gap (the upload
+        # re-checks for the visit after its own commit, so one of the two always sees the other).
+        db.session.commit()
     return visit
 
 
