@@ -138,3 +138,12 @@ def test_open_a_visit(make_page_client, people):
     assert again.status_code == 400 and "already exists" in again.get_data(as_text=True)
     assert client.post(url, data={"reason": "No token"}).status_code == 400
     assert len(db.session.scalars(select(Visit)).all()) == 1
+
+
+def test_a_visit_shows_all_its_attachments_not_the_first_hundred(make_page_client, people, make_visit, make_file):
+    alice = people["alice"]
+    visit = make_visit(alice)
+    for i in range(101):
+        make_file(alice, "notes.txt", visit=visit, category=Category.INTAKE_ATTACHMENT, name=f"note-{i:03}.txt")
+    page = make_page_client(people["provider"]).get(f"/patients/{alice.id}/visits").get_data(as_text=True)
+    assert "101 attachments" in page and "note-000.txt" in page and "note-100.txt" in page

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 from werkzeug.datastructures import FileStorage
 
 from app.api import candid
@@ -100,12 +100,7 @@ def _attachment_id() -> str:
 @bp.get("/<encounter_id>")
 def list_encounter_attachments(encounter_id: str):
     """Every attachment of the encounter (from any door), newest first."""
-    target = _encounter(encounter_id)
-    rows, page = [], None
-    per_page = current_app.config["API_PAGE_SIZE_MAX"]
-    while page is None or page.has_next:
-        page = files.list_files(g.actor, target, page=page.page + 1 if page else 1, per_page=per_page)
-        rows.extend(page.items)
+    rows = files.list_all_files(g.actor, _encounter(encounter_id))
     return jsonify([encounter_attachment_json(row) for row in rows])
 
 

@@ -218,7 +218,25 @@ def list_files(actor: User, target: Target | None = None, category: Category | N
     Raises:
         NotFound: the chart is outside the actor's reach.
     """
-    target = target or Target(patient=actor)
+    query = _listing(actor, target or Target(patient=actor), category, include_shared)
+    return paginate(query, page, _page_size(per_page), *_NEWEST_FIRST)
+
+
+def list_all_files(actor: User, target: Target, category: Category | None = None) -> list[StoredFile]:
+    """Every live file of a chart or visit the actor may see, newest first, unpaged.
+
+    For listings whose dialect or page has no paging and whose size a visit bounds (a visit's
+    attachments). Raises NotFound as list_files.
+    """
+    query = _listing(actor, target, category, include_shared=False)
+    return list(db.session.scalars(query.order_by(*_NEWEST_FIRST)))
+
+
+_NEWEST_FIRST = (StoredFile.created_at.desc(), StoredFile.id.desc())
+
+
+def _listing(actor: User, target: Target, category: Category | None, include_shared: bool):
+    """The query behind the listings: one chart (or visit), live files, the actor's scope."""
     if not access.in_scope(actor, target.patient.id, target.patient.account_id):
         raise NotFound("No such user.")
     condition = (StoredFile.target_type == target.type.value) & (StoredFile.target_id == target.id)
@@ -229,7 +247,15 @@ def list_files(actor: User, target: Target | None = None, category: Category | N
     query = _live().where(StoredFile.account_id == target.patient.account_id, condition)
     if actor.is_patient:  # a patient sees their own chart only; avatars of others never
         query = query.where(StoredFile.patient_id == actor.id)
-    return paginate(query, page, _page_size(per_page), StoredFile.created_at.desc(), StoredFile.id.desc())
+    return query
+
+
+def current_avatar(user: User) -> StoredFile | None:
+    """The user's live profile picture (one per user), if any; no access check (it is their own)."""
+    return db.session.scalar(_live().where(
+        StoredFile.patient_id == user.id, StoredFile.category == Category.USER_AVATAR,
+        StoredFile.target_type == TargetType.USER,
+    ).order_by(*_NEWEST_FIRST).limit(1))
 
 
 def _page_size(per_page: int | None) -> int:

@@ -18,6 +18,11 @@ class Page:
     page: int
     per_page: int
 
+    @classmethod
+    def whole(cls, items: list[Any]) -> Page:
+        """A listing that fits on one page (for templates that take a Page)."""
+        return cls(items=items, total=len(items), page=1, per_page=max(1, len(items)))
+
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))

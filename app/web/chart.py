@@ -9,7 +9,7 @@ from app.models import Category, Channel, TargetType
 from app.services import accounts, files
 from app.services.audit import Origin
 from app.services.files import Target
-from app.web.documents import page_size, upload_form
+from app.web.documents import page_size, upload_form, visit_groups
 from app.web.forms import VisitForm
 from app.web.navigation import page_number
 
@@ -66,12 +66,7 @@ def visits(patient_id: int):
             return redirect(url_for("chart.visits", patient_id=patient.id), code=303)
     elif request.method == "POST":
         status = 400
-    groups = [
-        (visit, files.list_files(current_user, Target(patient, visit), per_page=100),
-         upload_form(Category.INTAKE_ATTACHMENT, TargetType.VISIT, visit.public_id))
-        for visit in accounts.list_visits(patient)
-    ]
-    return render_template("chart_visits.html", patient=patient, groups=groups, form=form,
+    return render_template("chart_visits.html", patient=patient, groups=visit_groups(patient), form=form,
                            tab="visits"), status
 
 

@@ -6,9 +6,8 @@ from datetime import datetime
 from flask import Flask
 from flask_login import current_user
 
-from app.models import Action, Category, StoredFile, User
+from app.models import Action, StoredFile, User
 from app.services import access, files
-from app.services.files import Target
 from app.services.validation import ACCEPTED_EXTENSIONS, describe
 from app.services.viewing import view_url
 from app.web.navigation import here, page_url
@@ -95,14 +94,8 @@ def uploader(row: StoredFile) -> str:
     return row.creator.full_name
 
 
-def avatar_of(user: User) -> StoredFile | None:
-    """The user's current profile picture, if they have one."""
-    page = files.list_files(user, Target(user), Category.USER_AVATAR, per_page=1)
-    return page.items[0] if page.items else None
-
-
 def avatar_url(user: User) -> str | None:
-    row = avatar_of(user)
+    row = files.current_avatar(user)
     return view_url(row, size=AVATAR_BOX) if row else None
 
 

@@ -13,7 +13,7 @@ from app.models import Action, Category, Channel, TargetType
 from app.services import accounts, files
 from app.services.audit import Origin
 from app.services.files import Target
-from app.web.display import avatar_of
+from app.services.paging import Page
 from app.web.forms import ConfirmForm, RenameForm, ShareForm, UploadForm
 from app.web.navigation import back, here, page_number, safe_next
 
@@ -30,6 +30,15 @@ def upload_form(category: Category, target_type: TargetType, target_id: str | in
     form.category.data, form.target_type.data = category.value, target_type.value
     form.target_id.data, form.next.data = str(target_id), here()
     return form
+
+
+def visit_groups(patient) -> list[tuple]:
+    """(visit, its attachments, an upload form for it) for each of the patient's visits."""
+    return [
+        (visit, Page.whole(files.list_all_files(current_user, Target(patient, visit))),
+         upload_form(Category.INTAKE_ATTACHMENT, TargetType.VISIT, visit.public_id))
+        for visit in accounts.list_visits(patient)
+    ]
 
 
 def page_size() -> int:
@@ -56,12 +65,7 @@ def visits():
     """The attachments of the patient's own visits, one group per visit."""
     if current_user.is_staff:
         return redirect(url_for("chart.patients"))
-    groups = [
-        (visit, files.list_files(current_user, Target(current_user, visit), per_page=100),
-         upload_form(Category.INTAKE_ATTACHMENT, TargetType.VISIT, visit.public_id))
-        for visit in accounts.list_visits(current_user)
-    ]
-    return render_template("patient_visits.html", groups=groups, tab="visits")
+    return render_template("patient_visits.html", groups=visit_groups(current_user), tab="visits")
 
 
 @bp.post("/documents/upload")
@@ -148,5 +152,5 @@ def share(file_id: str):
 def profile():
     """The signed-in user's profile picture: see it, replace it, remove it."""
     form = upload_form(Category.USER_AVATAR, TargetType.USER, current_user.id)
-    return render_template("profile.html", upload=form, avatar=avatar_of(current_user),
+    return render_template("profile.html", upload=form, avatar=files.current_avatar(current_user),
                            remove=ConfirmForm(formdata=None, next=url_for("documents.profile")))
