@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
@@ -90,30 +91,25 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
 
 
 def _rendition(row: StoredFile, box: tuple[int, int]) -> Download:
-    storage = get_storage()
-    key = rendition_key(row.public_id, box)
-    if not storage.exists(key):
-        with storage.open(row.storage_key) as source:
-            png = fit_png(source, box)
-        storage.put(key, io.BytesIO(png))
-    stem = row.name.rsplit(".", 1)[0] if "." in row.name else row.name
-    return Download(storage.open(key), storage.size(key), "image/png",
-                    f"{row.sha256[:32]}-{box[0]}x{box[1]}", f"{stem}-{box[0]}x{box[1]}.png",
-                    row.modified_at)
+    return _cached_png(row, rendition_key(row.public_id, box), f"{box[0]}x{box[1]}",
+                       lambda source: fit_png(source, box))
 
 
 def _pdf_preview(row: StoredFile, box: tuple[int, int], page: int) -> Download:
     if page > (row.page_count or 1):
         raise BadRequest(f"The PDF has {row.page_count} page(s); there is no page {page}.")
+    config = current_app.config
+    return _cached_png(row, rendition_key(row.public_id, box, page=page), f"page{page}-{box[0]}x{box[1]}",
+                       lambda source: pdf_page_png(source, box, page, timeout=config["PDF_PARSE_TIMEOUT"],
+                                                   memory=config["PDF_PARSE_MEMORY"]))
+
+
+def _cached_png(row: StoredFile, key: str, label: str, make: Callable[[BinaryIO], bytes]) -> Download:
+    """A PNG rendition of the file, made from its bytes on first use and kept under `key`."""
     storage = get_storage()
-    key = rendition_key(row.public_id, box, page=page)
     if not storage.exists(key):
-        config = current_app.config
         with storage.open(row.storage_key) as source:
-            png = pdf_page_png(source, box, page, timeout=config["PDF_PARSE_TIMEOUT"],
-                               memory=config["PDF_PARSE_MEMORY"])
-        storage.put(key, io.BytesIO(png))
+            storage.put(key, io.BytesIO(make(source)))
     stem = row.name.rsplit(".", 1)[0] if "." in row.name else row.name
-    return Download(storage.open(key), storage.size(key), "image/png",
-                    f"{row.sha256[:32]}-p{page}-{box[0]}x{box[1]}",
-                    f"{stem}-page{page}-{box[0]}x{box[1]}.png", row.modified_at)
+    return Download(storage.open(key), storage.size(key), "image/png", f"{row.sha256[:32]}-{label}",
+                    f"{stem}-{label}.png", row.modified_at)
