@@ -314,6 +314,4 @@ def open_content(origin: Origin, image_id: str, by: str | None, auth_code: str |
     row = get(user, image_id)
     if row.file_id is None:
         raise NotFound("No bytes have been uploaded for this image yet.")
-    stored = files.get_file(user, row.file_id)
-    code, minted = signing.sign(signing.VIEW, stored.public_id)
-    return viewing.open_view(stored.public_id, code, str(minted), None, origin)
+    return viewing.open_file(files.get_file(user, row.file_id), origin)

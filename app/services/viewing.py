@@ -73,6 +73,16 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
     row = find_file(file_id)
     if row is None or row.is_deleted:
         raise NotFound("No such file.")
+    return open_file(row, origin, box, page)
+
+
+def open_file(row: StoredFile, origin: Origin, box: tuple[int, int] | None = None,
+              page: int | None = None) -> Download:
+    """Open a live file (or its rendition, as open_view) for a caller that has already
+    authorised the read; audited as an anonymous view through `origin`.
+
+    Raises NotFound (bytes missing) or BadRequest (a PDF page it does not have).
+    """
     storage = get_storage()
     try:
         if page and row.is_pdf:
@@ -84,7 +94,8 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
                                 row.sha256, download_name(row), row.modified_at)
     except BlobMissing:
         raise missing_blob(row) from None
-    audit.record(Action.VIEW, origin, actor=None, file=row, size=size if box and row.is_image else None,
+    size = f"{box[0]}x{box[1]}" if box and row.is_image else None
+    audit.record(Action.VIEW, origin, actor=None, file=row, size=size,
                  **({"preview": page} if page and row.is_pdf else {}))
     db.session.commit()
     return download
