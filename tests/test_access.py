@@ -21,7 +21,7 @@ from conftest import sample
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Category, StoredFile, User, Visit
+from app.models import Action, Category, Role, StoredFile, User, Visit
 from app.services import files
 from app.services.audit import Origin
 
@@ -274,3 +274,14 @@ def test_shared_files_show_with_include_shared(client, world):
     assert [f for f in shared if f["id"] == intake.public_id][0]["meta"]["visible"] is True
     none = client.get("/api_v3/files?include_shared=0", headers=headers).json["data"]
     assert intake.public_id not in [f["id"] for f in none]
+
+
+@pytest.mark.parametrize("role", [Role.PATIENT, Role.PROVIDER, Role.ADMIN])
+@pytest.mark.parametrize("category", list(Category))
+def test_only_visit_attachments_and_consents_can_be_shared(role, category):
+    from app.services import access
+
+    shareable = category in (Category.INTAKE_ATTACHMENT, Category.USER_CONSENT) and role != Role.PATIENT
+    actor = type("Actor", (), {"role_enum": role})()
+    for action in (Action.SHARE, Action.UNSHARE):
+        assert access.allowed(actor, category, action) is shareable

@@ -61,5 +61,5 @@ def cleanup(days: int, dry_run: bool, yes: bool) -> None:
 @reported
 def restore(file_id: str) -> None:
     """Undo the deletion of FILE_ID (its UUID or integer id)."""
-    row = files.restore(Origin.cli(), int(file_id) if file_id.isascii() and file_id.isdigit() else file_id)
+    row = files.restore(Origin.cli(), files.parse_id(file_id) or file_id)
     click.echo(f"Restored {row.public_id} ({row.name}).")

@@ -9,12 +9,15 @@ from app.errors import Forbidden, NotFound
 from app.models import Action, Category, Role, StoredFile, User
 
 _ALL = frozenset(Action)
+# Sharing puts a file on the patient's Documents page: documents are there already and an
+# avatar is a picture of a person, so those two categories have nothing to share.
+_ALL_BUT_SHARING = _ALL - {Action.SHARE, Action.UNSHARE}
 # Actions per (category, role) on a file inside the caller's scope.
 RULES: dict[Category, dict[Role, frozenset[Action]]] = {
     Category.USER_DOCUMENT: {
         Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE}),
-        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.SHARE, Action.UNSHARE}),
-        Role.ADMIN: _ALL,
+        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE}),
+        Role.ADMIN: _ALL_BUT_SHARING,
     },
     Category.INTAKE_ATTACHMENT: {
         Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD}),
@@ -29,7 +32,7 @@ RULES: dict[Category, dict[Role, frozenset[Action]]] = {
     Category.USER_AVATAR: {
         Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD, Action.DELETE}),
         Role.PROVIDER: frozenset({Action.VIEW}),
-        Role.ADMIN: _ALL,
+        Role.ADMIN: _ALL_BUT_SHARING,
     },
 }
 
@@ -46,15 +49,8 @@ def in_scope(actor: User, patient_id: int | None, account_id: int) -> bool:
     return actor.is_staff or patient_id == actor.id
 
 
-#: Sharing puts a file on the patient's Documents page; documents are there already, and an
-#: avatar is a picture of a person, not part of a chart.
-SHAREABLE = frozenset({Category.INTAKE_ATTACHMENT, Category.USER_CONSENT})
-
-
 def allowed(actor: User, category: Category, action: Action, *, own_avatar: bool = False) -> bool:
     """Whether the actor's role may take `action` on files of `category` in its scope."""
-    if action in (Action.SHARE, Action.UNSHARE) and category not in SHAREABLE:
-        return False
     if category == Category.USER_AVATAR and own_avatar:
         return action in RULES[category][Role.PATIENT] | RULES[category][actor.role_enum]
     return action in RULES[category][actor.role_enum]
