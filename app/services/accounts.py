@@ -115,10 +115,21 @@ def revoke_token(token_id: int) -> ApiToken:
     row = db.session.get(ApiToken, token_id)
     if row is None:
         raise NotFound(f"No token with id {token_id}.")
+    _revoke(row)
+    return row
+
+
+def _revoke(row: ApiToken) -> None:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         db.session.commit()
-    return row
+
+
+def _token_row(token: str | None) -> ApiToken | None:
+    """The row of a presented token (any state), or None."""
+    if not token or len(token) > 200:
+        return None
+    return db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
 
 
 def token_state(row: ApiToken, now: datetime | None = None) -> str:
@@ -132,9 +143,9 @@ def token_state(row: ApiToken, now: datetime | None = None) -> str:
 
 def resolve_token(token: str | None) -> User:
     """The active user behind an API token. Raises Unauthorized for anything else."""
-    if not token or len(token) > 200:
+    if not token:
         raise Unauthorized("A valid API token is required.")
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    row = _token_row(token)
     now = utcnow()
     if row is None or token_state(row, now) != "active" or not row.user.active:
         raise Unauthorized("The API token is not valid.")
@@ -179,12 +190,9 @@ def issue_login_token(username: str, password: str, ip: str | None,
 
 def revoke_presented_token(token: str | None) -> None:
     """Revoke the API token a client presented (sign-out); unknown tokens are ignored."""
-    if not token or len(token) > 200:
-        return
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if row is not None and row.revoked_at is None:
-        row.revoked_at = utcnow()
-        db.session.commit()
+    row = _token_row(token)
+    if row is not None:
+        _revoke(row)
 
 
 def locate_patient(patient_id: int, account_id: int) -> User:
@@ -233,12 +241,6 @@ def create_visit(patient: User, external_id: str | None = None, reason: str = ""
         # re-checks for the visit after its own commit, so one of the two always sees the other).
         db.session.commit()
     return visit
-
-
-def get_visit(public_id: str, account_id: int) -> Visit | None:
-    return db.session.scalar(
-        select(Visit).where(Visit.public_id == public_id, Visit.account_id == account_id)
-    )
 
 
 def get_patient(actor: User, patient_id: int) -> User:
