@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
 
-.PHONY: run test install install-test chromium migrate demo bench clean
+.PHONY: run test lint install install-test chromium migrate demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,3 +56,8 @@ bench: install-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-output
+
+# Lint: ruff over the code and tests, mypy over app/ (settings in pyproject.toml).
+lint: install-test
+	$(BIN)/ruff check app tests bench
+	$(BIN)/mypy

@@ -23,7 +23,6 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         static_folder=os.path.join(ROOT, "static"),
     )
     from app.config import load_config
-
     from app.http import ChartboxRequest
 
     app.request_class = ChartboxRequest
@@ -33,7 +32,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         hops = int(app.config["TRUSTED_PROXIES"])
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     from app.extensions import csrf, db, login_manager, migrate
 

@@ -23,7 +23,7 @@ class Defaults:
     UPLOAD_MAX_BYTES = 25 * MIB  # 26,214,400 bytes, the largest accepted file
     # Multipart overhead on top of the file; Werkzeug answers 413 past this before reading on.
     MAX_CONTENT_LENGTH = 25 * MIB + MIB
-    # Base64 in JSON (tscharts) inflates a file by 4/3.
+    # Base64 in JSON (a dialect that inlines files) inflates a file by 4/3.
     JSON_UPLOAD_MAX_BYTES = (25 * MIB * 4) // 3 + MIB
     IMAGE_MAX_PIXELS = 60_000_000
     PDF_PARSE_TIMEOUT = 10.0  # seconds

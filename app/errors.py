@@ -1,7 +1,7 @@
 """One exception tree for the whole app, and the app-level handlers that render it.
 
-Services raise ChartboxError subclasses; each door (an API dialect or the pages) registers a
-renderer for its URL prefix so the same error comes out in that door's vendor shape. The
+Services raise ChartboxError subclasses; each API dialect declares a renderer for its URL
+prefixes (app/api/dialect.py) so the same error comes out in that door's vendor shape. The
 handlers sit at app level because 404/405/413 can happen before a blueprint is chosen.
 """
 from __future__ import annotations
@@ -74,6 +74,7 @@ _HTTP_CODES = {
 def from_http(exc: HTTPException) -> ChartboxError:
     """Map a Werkzeug HTTP error (routing, 405, 413 from the body limit) into the tree."""
     cls = _HTTP_CODES.get(exc.code or 500)
+    err: ChartboxError
     if exc.code == 413:
         limit = current_app.config["UPLOAD_MAX_BYTES"]
         err = TooLarge(f"The file is larger than the {limit:,}-byte limit.")
@@ -88,21 +89,17 @@ def from_http(exc: HTTPException) -> ChartboxError:
     return err
 
 
-def register_renderer(app: Flask, prefixes: tuple[str, ...], renderer: Renderer) -> None:
-    """Render errors for requests under these path prefixes with a dialect's renderer."""
-    app.extensions.setdefault("chartbox_error_renderers", []).append((prefixes, renderer))
-
-
 def _renderer_for_path(path: str) -> Renderer:
-    for prefixes, renderer in current_app.extensions.get("chartbox_error_renderers", []):
-        if any(path == p.rstrip("/") or path.startswith(p) for p in prefixes):
-            return renderer
-    return render_page_error
+    """The renderer of the door serving `path` (the API registers its chooser), else the pages'."""
+    choose = current_app.extensions.get("chartbox_error_renderer")
+    return choose(path) if choose is not None else render_page_error
 
 
 def render_page_error(err: ChartboxError) -> Response:
     """Pages: an error page in the app's style (JSON for clients that ask only for JSON)."""
-    if request.accept_mimetypes.best == "application/json":
+    from app.http import wants_json  # app.http needs this module first
+
+    if wants_json():
         resp = jsonify(code=err.status, message=err.message)
     else:
         try:

@@ -1,9 +1,12 @@
 """Unbound extension objects; bound to the app in create_app() (breaks import cycles)."""
+from typing import TYPE_CHECKING
+
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
 
 # Stable constraint names so Alembic migrations work the same on SQLite and PostgreSQL.
 NAMING = {
@@ -14,7 +17,20 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
+
+class Base(DeclarativeBase):
+    """SQLAlchemy 2 typed declarative base of every model."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+
+# Models subclass `Model`: Flask-SQLAlchemy's db.Model at run time, the typed base for mypy.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model

@@ -1,9 +1,9 @@
-"""The app's Request class: request bodies that can never escape as a 500."""
+"""The app's Request class (bodies that can never escape as a 500), and content negotiation."""
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Request
+from flask import Request, request
 
 from app.errors import BadRequest
 
@@ -22,3 +22,8 @@ class ChartboxRequest(Request):
             if silent:
                 return None
             raise BadRequest("The JSON body is nested too deeply.") from None
+
+
+def wants_json() -> bool:
+    """Whether the client prefers JSON to a page (the upload script, API-minded clients)."""
+    return request.accept_mimetypes.best == "application/json"

@@ -131,7 +131,7 @@ def make_file(app):
     def make(actor: User, sample_name: str = "letter.pdf", patient: User | None = None,
              category: Category = Category.USER_DOCUMENT, visit: Visit | None = None,
              name: str | None = None):
-        target = files.Target(visit.patient, visit) if visit else files.Target(patient or actor)
+        target = files.Target.chart(visit.patient, visit) if visit else files.Target.chart(patient or actor)
         return files.upload(actor, Origin(Channel.CLI), io.BytesIO(sample(sample_name)),
                             name or sample_name, category, target)
 

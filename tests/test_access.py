@@ -271,7 +271,7 @@ def test_shared_files_show_with_include_shared(client, world):
     assert intake.public_id not in [f["id"] for f in plain]
     shared = client.get("/api_v3/files?include_shared=1", headers=headers).json["data"]
     assert intake.public_id in [f["id"] for f in shared]
-    assert [f for f in shared if f["id"] == intake.public_id][0]["meta"]["visible"] is True
+    assert next(f for f in shared if f["id"] == intake.public_id)["meta"]["visible"] is True
     none = client.get("/api_v3/files?include_shared=0", headers=headers).json["data"]
     assert intake.public_id not in [f["id"] for f in none]
 

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import io
 import re
+import uuid
 
 import pytest
+from conftest import blobs, count_files, sample
 from sqlalchemy import select
 
+from app.api.candid.models import CandidAttachment
+from app.api.candid.shapes import USER_NAMESPACE
 from app.errors import Conflict
 from app.extensions import db
 from app.models import AuditEvent, Category, Role, StoredFile
 from app.services import accounts, files
-from conftest import blobs, count_files, sample
 
 BASE = "/api/encounter-attachments/v1"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -78,13 +81,19 @@ def test_every_endpoint_needs_a_bearer_token(client, visit, headers):
 
 # --- upload -----------------------------------------------------------------------------------
 
+def details(row) -> tuple:
+    """(attachment_type, description, charge_capture_external_id) from Candid's own table."""
+    detail = db.session.get(CandidAttachment, row.id)
+    return (detail.attachment_type, detail.description, detail.charge_capture_external_id)
+
+
 def test_upload_answers_the_attachment_id_as_a_bare_string(client, auth, visit, provider, storage_root):
     resp = put(client, auth, visit)
     assert resp.status_code == 200 and resp.is_json
     attachment_id = resp.get_json()
     assert isinstance(attachment_id, str) and UUID.match(attachment_id)
     row = files.find_file(attachment_id)
-    assert (row.category, row.visit_id, row.patient_id, row.attachment_type, row.description) == \
+    assert (row.category, row.visit_id, row.patient_id, *details(row)[:2]) == \
         (Category.INTAKE_ATTACHMENT, visit.id, visit.patient_id, "DOCUMENTATION", None)
     assert [p.read_bytes() for p in blobs(storage_root)] == [sample("letter.pdf")]
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.file_id == row.id))
@@ -95,7 +104,7 @@ def test_upload_answers_the_attachment_id_as_a_bare_string(client, auth, visit, 
 def test_v2_takes_a_description_and_json_quoted_types(client, auth, visit, value, stored):
     resp = put(client, auth, visit, "/v2", name="scan.png", attachment_type=value, description="Remit, page 1")
     row = files.find_file(resp.get_json())
-    assert (row.attachment_type, row.description, row.media_type) == (stored, "Remit, page 1", "image/png")
+    assert (*details(row)[:2], row.media_type) == (stored, "Remit, page 1", "image/png")
 
 
 @pytest.mark.parametrize("name", ["letter.pdf", "scan.png", "photo.jpg", "notes.txt", "vitals.csv",
@@ -163,7 +172,7 @@ def test_list_answers_encounter_attachments_in_candids_shape(client, auth, visit
     assert first["description"] == "Remit" and first["file_name"] == "letter.pdf"
     assert first["content_type"] == "application/pdf" and ISO_Z.match(first["created_at"])
     assert first["created_by"] == {
-        "user_id": str(provider.id),
+        "user_id": str(uuid.uuid5(USER_NAMESPACE, f"chartbox-user:{provider.id}")),
         "user_metadata": {"type": "human_user_metadata", "first_name": "Ana Maria",
                           "last_name": "Rivera", "email": provider.email},
         "idp_metadata": [],
@@ -234,8 +243,7 @@ def test_charge_capture_file_waits_then_joins_its_visit(client, auth, patient, m
     attachment_id = resp.get_json()
     assert UUID.match(attachment_id)
     row = files.find_file(attachment_id)
-    assert (row.patient_id, row.visit_id, row.target_id, row.charge_capture_external_id) == \
-        (None, None, None, "cc-1")
+    assert (row.patient_id, row.visit_id, row.target_id, details(row)[2]) == (None, None, None, "cc-1")
     # Waiting: reachable through its external id only, never by id or in any listing.
     vsee = {"X-ApiToken": make_token(provider)}
     assert client.get(f"/api_v3/files/{attachment_id}", headers=vsee).status_code == 404
@@ -318,3 +326,50 @@ def test_visit_external_ids_stay_unique(patient, make_visit):
     with pytest.raises(Conflict):
         accounts.create_visit(patient, external_id="cc-10")
     assert accounts.create_visit(patient).external_id is None
+
+
+def race_a_held_upload_against_its_visit(app, make_user) -> None:
+    """An upload for an external id arriving while that visit's transaction is still open must
+    end up in the visit: both take the clinic's lock, so it waits, then sees the visit (each
+    side commits once). Real threads, each with its own session and connection."""
+    import threading
+
+    from app.api.candid import attachment_service
+    from app.api.candid.models import AttachmentType
+    from app.models import User
+    from app.services.audit import Origin
+
+    provider, patient = make_user(Role.PROVIDER), make_user(Role.PATIENT)
+    provider_id, outcome = provider.id, {}
+    racer: list[threading.Thread] = []
+
+    def upload_meanwhile() -> None:
+        with app.app_context():
+            uploader = db.session.get(User, provider_id)
+            row = attachment_service.upload_for_external_id(
+                uploader, Origin("candid"), io.BytesIO(sample("letter.pdf")), "superbill.pdf", "cc-race",
+                AttachmentType.EOB)
+            outcome["id"], outcome["held"] = row.id, row.is_held
+            db.session.remove()
+
+    def race(visit, **_) -> None:  # inside the visit's transaction, before its commit
+        racer.append(threading.Thread(target=upload_meanwhile))
+        racer[0].start()
+        racer[0].join(timeout=2)
+        outcome["done_before_the_visit_committed"] = not racer[0].is_alive()
+
+    accounts.visit_opened.connect(race)
+    try:
+        visit = accounts.create_visit(patient, external_id="cc-race")
+    finally:
+        accounts.visit_opened.disconnect(race)
+    racer[0].join(timeout=30)
+    assert outcome["done_before_the_visit_committed"] is False  # it really waited for the visit
+    assert outcome["held"] is False
+    db.session.expire_all()
+    row = db.session.get(StoredFile, outcome["id"])
+    assert (row.visit_id, row.patient_id, row.category) == (visit.id, patient.id, Category.INTAKE_ATTACHMENT)
+
+
+def test_a_held_upload_racing_its_visit_still_joins_it(app, make_user):
+    race_a_held_upload_against_its_visit(app, make_user)

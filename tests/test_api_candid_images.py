@@ -5,11 +5,12 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from conftest import blobs, sample
 from sqlalchemy import func, select
 
+from app.api.candid.models import CandidImage
 from app.extensions import db
-from app.models import AuditEvent, CandidImage, Category, Role, StoredFile
-from conftest import blobs, sample
+from app.models import AuditEvent, Category, Role, StoredFile
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 COVERAGE = "d5e9c84f-c2b2-4bf4-b4b0-7ffd7a9ffc32"

@@ -6,11 +6,11 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import assert_detail, blobs, count_files, sample
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEvent, Role, StoredFile
-from conftest import assert_detail, blobs, count_files, sample
 
 KEYS = {"id", "url", "filename", "created_at", "patient_id"}
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -71,10 +71,12 @@ def test_upload_returns_claros_shape_and_stores_a_patient_document(client, key, 
         assert view.mimetype == "application/pdf"
 
 
-def test_filename_part_name_stands_in_when_the_field_is_missing(client, key, patient):
+def test_filename_field_is_required(client, key, patient, storage_root):
+    """Claros' document makes `filename` required: the file part's own name does not stand in."""
     resp = post_pdf(client, patient.id, key, filename=None, part_name="scan-2024.pdf")
-    assert resp.status_code == 200
-    assert resp.get_json()["filename"] == "scan-2024.pdf"
+    assert_detail(resp, 400)
+    assert "filename" in resp.get_json()["detail"]
+    assert count_files() == 0 and blobs(storage_root) == []
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": ""}, {"X-API-Key": "0" * 40},

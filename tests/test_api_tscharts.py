@@ -5,13 +5,13 @@ import base64
 import io
 
 import pytest
+from conftest import assert_detail, blobs, count_files, sample
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import ApiToken, AuditEvent, Category, Channel, Role, StoredFile
 from app.services import files
 from app.services.audit import Origin
-from conftest import assert_detail, blobs, count_files, sample
 
 IMAGE_KEYS = {"id", "patient", "clinic", "station", "type", "data"}
 
@@ -129,13 +129,21 @@ def test_scheme_is_case_insensitive(client, token):
 
 # -- create --------------------------------------------------------------------------------------
 
+def tags(file_id: int) -> tuple:
+    """(image_type, clinic, station) from tscharts' own table."""
+    from app.api.tscharts.models import ChartImage
+
+    row = db.session.get(ChartImage, file_id)
+    return (row.image_type, row.clinic, row.station)
+
+
 def test_create_stores_a_typed_patient_image(client, post_image, provider, patient, storage_root):
     resp = post_image()
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
     assert set(body) == {"id"} and type(body["id"]) is int
     row = db.session.get(StoredFile, body["id"])
-    assert (row.image_type, row.tscharts_clinic, row.tscharts_station) == ("Xray", 276, 117)
+    assert tags(row.id) == ("Xray", 276, 117)
     assert (row.category, row.target_type, row.target_id, row.patient_id, row.creator_id) == (
         "user_document", "user", patient.id, patient.id, provider.id)
     assert (row.media_type, row.name, row.width, row.height) == ("image/png", f"xray-{patient.id}.png", 512, 512)
@@ -149,16 +157,14 @@ def test_create_accepts_numeric_strings_jpeg_and_no_clinic_or_station(client, au
     resp = client.post("/tscharts/v1/image/", json=body, headers=auth)
     assert resp.status_code == 200
     row = db.session.get(StoredFile, resp.get_json()["id"])
-    assert (row.media_type, row.name, row.tscharts_clinic, row.tscharts_station) == (
-        "image/jpeg", f"headshot-{patient.id}.jpg", None, None)
+    assert (row.media_type, row.name, *tags(row.id)[1:]) == ("image/jpeg", f"headshot-{patient.id}.jpg", None, None)
     resp = client.post("/tscharts/v1/image/", headers=auth,
                        json={"type": "Audiogram", "patient": patient.id, "clinic": "12", "station": 0,
                              "data": b64("scan.png")})
-    row = db.session.get(StoredFile, resp.get_json()["id"])
-    assert (row.tscharts_clinic, row.tscharts_station) == (12, None)  # 0 means none
+    assert tags(resp.get_json()["id"])[1:] == (12, None)  # 0 means none
     resp = client.post("/tscharts/v1/image/", headers=auth, json={
         "type": "Xray", "patient": patient.id, "clinic": 2**40, "data": b64("xray.png")})
-    assert db.session.get(StoredFile, resp.get_json()["id"]).tscharts_clinic == 2**40  # BIGINT
+    assert tags(resp.get_json()["id"])[1] == 2**40  # BIGINT
 
 
 def test_create_without_content_type_header_still_parses(client, auth, patient):
@@ -373,8 +379,8 @@ def test_search_400_for_bad_parameters(client, auth, query):
 
 
 def test_search_is_an_indexed_query(app, provider, patient):
-    from app.models.enums import ImageType
-    from app.services.chart_images import ImageQuery, _search
+    from app.api.tscharts.models import ImageType
+    from app.api.tscharts.service import ImageQuery, _search
 
     queries = [ImageQuery(patient_id=patient.id, image_type=ImageType.XRAY), ImageQuery(clinic=3),
                ImageQuery(station=4), ImageQuery()]
@@ -404,7 +410,7 @@ def test_delete_then_again_404(client, post_image, auth, provider, storage_root)
 
 def test_delete_404_for_non_images_and_unknown_ids(client, auth, provider, patient):
     pdf = files.upload(provider, Origin(Channel.CLI), io.BytesIO(sample("letter.pdf")), "a.pdf",
-                       Category.USER_DOCUMENT, files.Target(patient))
+                       Category.USER_DOCUMENT, files.Target.chart(patient))
     for file_id in (pdf.id, 999_999):
         assert_detail(client.delete(f"/tscharts/v1/image/{file_id}/", headers=auth), 404)
     assert db.session.get(StoredFile, pdf.id).deleted_at is None

@@ -240,7 +240,7 @@ def test_files_cleanup_dry_run_then_yes(runner, app, stored):
 
 
 def test_files_cleanup_removes_renditions_of_purged_files(runner, app, stored, client):
-    from app.services.viewing import view_url
+    from app.urls import view_url
 
     photo = stored[1]
     assert client.get(view_url(photo, size="50x50")).status_code == 200

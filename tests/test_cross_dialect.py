@@ -7,10 +7,10 @@ import io
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import sample
 
 from app.extensions import db
 from app.models import Role, StoredFile
-from conftest import sample
 
 
 @pytest.fixture

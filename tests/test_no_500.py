@@ -82,7 +82,7 @@ def test_no_route_answers_500_to_junk(app, world, make_page_client):
     failures = []
     rules = [r for r in app.url_map.iter_rules() if r.endpoint != "static"]
     for rule in sorted(rules, key=lambda r: r.rule):
-        methods = sorted(rule.methods - {"HEAD", "OPTIONS"}) + ["PUT"]  # and one method it lacks
+        methods = [*sorted(rule.methods - {"HEAD", "OPTIONS"}), "PUT"]  # and one method it lacks
         for url, method, (label, body), with_query in itertools.product(
                 _urls(rule, world), methods, _bodies(), (False, True)):
             if with_query and label != "none":

@@ -11,8 +11,16 @@ import pytest
 import sqlalchemy as sa
 from conftest import base_config, sample, service_unavailable
 from sqlalchemy import select
-from test_access import ACTORS, CATEGORIES, OUT_OF_SCOPE, check_delete, check_get, check_rename, expected
-from test_access import world  # noqa: F401 - the access matrix's fixture, reused on PostgreSQL
+from test_access import (
+    ACTORS,
+    CATEGORIES,
+    OUT_OF_SCOPE,
+    check_delete,
+    check_get,
+    check_rename,
+    expected,
+    world,  # noqa: F401 - the access matrix's fixture, reused on PostgreSQL
+)
 from test_migrations import current_revisions, quiet_logging_config, schema_diffs, script_heads
 
 from app import create_app
@@ -145,14 +153,14 @@ assert all(a in ACTORS and c in CATEGORIES for a, c in KEY_CASES)
 
 
 @pytest.mark.parametrize("actor,category", KEY_CASES)
-def test_access_matrix_key_cases(client, world, actor, category):  # noqa: F811 - pytest fixture
+def test_access_matrix_key_cases(client, world, actor, category):
     check_get(client, world, actor, category)
     check_rename(client, world, actor, category)
     check_delete(client, world, actor, category)
 
 
 @pytest.mark.parametrize("actor", ["patient", "provider", "other_clinic_provider"])
-def test_list_scope(client, world, actor):  # noqa: F811 - pytest fixture
+def test_list_scope(client, world, actor):
     resp = client.get(f"/api_v3/files?target_id={world.users['patient'].id}", headers=world.headers(actor))
     if actor in OUT_OF_SCOPE:
         assert resp.status_code == 404
@@ -161,30 +169,8 @@ def test_list_scope(client, world, actor):  # noqa: F811 - pytest fixture
     assert expected("view", actor, "user_document") == (404 if actor in OUT_OF_SCOPE else 200)
 
 
-def test_a_charge_capture_file_racing_its_visit_still_joins_it(app, make_user, monkeypatch):
-    """Under READ COMMITTED the visit's transaction cannot see a file committed meanwhile, and
-    the upload cannot see the uncommitted visit; the visit's post-commit sweep must catch it."""
-    from app.models import Category, Channel, Role
-    from app.services import accounts, charge_capture
-    from app.services.audit import Origin
+def test_a_held_upload_racing_its_visit_still_joins_it(app, make_user):
+    """Under READ COMMITTED too: the upload waits for the visit's lock, then sees the visit."""
+    from test_api_candid_attachments import race_a_held_upload_against_its_visit
 
-    provider, patient = make_user(Role.PROVIDER), make_user(Role.PATIENT)
-    provider_id = provider.id
-    real_commit = accounts._commit_unique
-    raced = {}
-
-    def commit_after_a_racing_upload(message):
-        with app.app_context():  # another request: its own session and connection
-            uploader = db.session.get(type(provider), provider_id)
-            row = charge_capture.upload(uploader, Origin(Channel.CANDID), io.BytesIO(sample("letter.pdf")),
-                                        "superbill.pdf", "cc-race")
-            raced["id"], raced["waiting"] = row.id, row.is_waiting
-            db.session.remove()
-        real_commit(message)
-
-    monkeypatch.setattr(accounts, "_commit_unique", commit_after_a_racing_upload)
-    visit = accounts.create_visit(patient, external_id="cc-race")
-    assert raced["waiting"] is True  # the upload really did miss the uncommitted visit
-    db.session.expire_all()
-    row = db.session.get(StoredFile, raced["id"])
-    assert (row.visit_id, row.patient_id, row.category) == (visit.id, patient.id, Category.INTAKE_ATTACHMENT)
+    race_a_held_upload_against_its_visit(app, make_user)

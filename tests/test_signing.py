@@ -12,7 +12,7 @@ from app.errors import Forbidden
 from app.models import AuditEvent
 from app.services import files, signing
 from app.services.audit import Origin
-from app.services.viewing import view_url
+from app.urls import view_url
 
 TTL, SKEW = 3600, 60
 

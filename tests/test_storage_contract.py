@@ -8,10 +8,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import sample
 
 from app.storage import BlobMissing, Storage, StorageError, new_key
 from app.storage.filesystem import FilesystemStorage
-from conftest import sample
 
 BACKENDS = ["filesystem", "s3"]
 
@@ -194,7 +194,7 @@ def test_keys_by_prefix(storage):
         storage.put(key, io.BytesIO(key.encode()))
     rendition = f"renditions/{made[0][:2]}/{uuid.uuid4()}/10x10.png"
     storage.put(rendition, io.BytesIO(b"png"))
-    assert sorted(storage.keys()) == sorted(made + [rendition])
+    assert sorted(storage.keys()) == sorted([*made, rendition])
     assert list(storage.keys("renditions/")) == [rendition]
     assert sorted(storage.keys(made[1][:2] + "/")) == sorted(k for k in made if k[:2] == made[1][:2])
     assert list(storage.keys("zz-nothing/")) == []

@@ -15,7 +15,17 @@ from app.extensions import db
 from app.models import AuditEvent, StoredFile
 from app.services.isolation import IsolationError, run_isolated
 from app.services.validation import (
-    CSV, DOCX, JPEG, PDF, PNG, TEXT, XLSX, Limits, clean_name, inspect_file, name_extension,
+    CSV,
+    DOCX,
+    JPEG,
+    PDF,
+    PNG,
+    TEXT,
+    XLSX,
+    Limits,
+    clean_name,
+    inspect_file,
+    name_extension,
 )
 
 LIMITS = Limits(image_max_pixels=60_000_000, pdf_timeout=10.0, pdf_memory=512 * 1024 * 1024,

@@ -2,10 +2,10 @@
 import io
 from urllib.parse import urlsplit
 
+from conftest import sample
 from PIL import Image
 
-from app.services.viewing import view_url
-from conftest import sample
+from app.urls import view_url
 
 
 def _path(url: str) -> str:

@@ -1,12 +1,13 @@
-"""The API dialects: thin blueprints over the file service, each in its vendor's shape."""
+"""The API doors: one declared dialect per vendor (app/api/<vendor>/), the signed view links
+and the OpenAPI document, all thin blueprints over the file service."""
 from flask import Flask
 
 
 def register_api(app: Flask) -> None:
-    from app.api import candid_attachments, candid_images, claros, links, openapi, tscharts, vsee
-    from app.extensions import csrf
+    from app.api import candid, claros, links, openapi, tscharts, vsee
+    from app.api.dialect import install_prologue, register_dialect
 
-    for module in (vsee, links, openapi, claros, tscharts, candid_images, candid_attachments):
-        app.register_blueprint(module.bp)
-        csrf.exempt(module.bp)  # token-authenticated, never the session cookie
-        module.register_errors(app)
+    for dialect in (*vsee.DIALECTS, links.DIALECT, *claros.DIALECTS, *tscharts.DIALECTS, *candid.DIALECTS):
+        register_dialect(app, dialect)
+    app.register_blueprint(openapi.bp)
+    install_prologue(app)

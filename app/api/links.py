@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
-from app.api.vsee import render_error
-from app.errors import register_renderer
+from app.api.dialect import Dialect
+from app.errors import ChartboxError
 from app.models import Channel
-from app.services.audit import Origin
 from app.services.viewing import Download, open_view
 
 bp = Blueprint("links", __name__)
@@ -20,8 +20,16 @@ bp = Blueprint("links", __name__)
 _CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 
 
-def register_errors(app: Flask) -> None:
-    register_renderer(app, ("/files/view/", "/api_v3/files/view/"), render_error)
+def render_error(err: ChartboxError) -> Response:
+    """`{"code": <status>, "message": …}`: the shape of the files API the links belong to."""
+    resp = jsonify(code=err.status, message=err.message)
+    resp.status_code = err.status
+    return resp
+
+
+# Authorised by each link's own signature, so no credential.
+DIALECT = Dialect(name="signed view links", channel=Channel.LINK, blueprints=(bp,),
+                  prefixes=("/files/view", "/api_v3/files/view"), render_error=render_error)
 
 
 @bp.get("/api_v3/files/view/<file_id>")
@@ -29,7 +37,7 @@ def register_errors(app: Flask) -> None:
 def view_file(file_id: str):
     """The file's bytes (or a PNG: images with `size`, PDF pages with `preview`), Range/ETag aware."""
     download = open_view(file_id, request.args.get("auth_code"), request.args.get("time"),
-                         request.args.get("size"), Origin.of(request, Channel.LINK),
+                         request.args.get("size"), g.origin,
                          preview=request.args.get("preview"))
     return send_download(download, attachment=request.args.get("download") == "1")
 
@@ -41,7 +49,7 @@ def content_disposition(name: str, attachment: bool) -> str:
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def send_download(download: Download, attachment: bool = False) -> Response:
+def send_download(download: Download, attachment: bool = False) -> BaseResponse:
     """Stream a Download with conditional and Range support and the hardening headers."""
     resp = current_app.response_class(
         wrap_file(request.environ, download.stream), mimetype=download.media_type,

@@ -5,7 +5,7 @@ import functools
 import os
 
 import yaml
-from flask import Blueprint, Flask
+from flask import Blueprint
 
 bp = Blueprint("openapi", __name__)
 SPEC_PATH = os.path.join(os.path.dirname(__file__), "openapi.yaml")
@@ -15,10 +15,6 @@ SPEC_PATH = os.path.join(os.path.dirname(__file__), "openapi.yaml")
 def load_spec() -> dict:
     with open(SPEC_PATH, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
-
-
-def register_errors(app: Flask) -> None:
-    """Errors here render like the pages' (JSON for JSON clients)."""
 
 
 @bp.get("/api/openapi.json")

@@ -4,6 +4,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from app.api import params
 from app.cli.errors import reported
 from app.services import files, integrity
 from app.services.audit import Origin
@@ -61,5 +62,5 @@ def cleanup(days: int, dry_run: bool, yes: bool) -> None:
 @reported
 def restore(file_id: str) -> None:
     """Undo the deletion of FILE_ID (its UUID or integer id)."""
-    row = files.restore(Origin.cli(), files.parse_id(file_id) or file_id)
+    row = files.restore(Origin.cli(), params.row_id(file_id) or file_id)
     click.echo(f"Restored {row.public_id} ({row.name}).")

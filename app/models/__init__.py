@@ -1,15 +1,24 @@
-"""Database models. Inert: no I/O, no commits (services own the unit of work)."""
+"""Database models of the core. Inert: no I/O, no commits (services own the unit of work).
+
+A dialect's own tables live beside its routes (app/api/<vendor>/models.py).
+"""
 from app.models.accounts import Account, ApiToken, LoginFailure, User
 from app.models.audit import AuditEvent
-from app.models.candid import CandidImage
-from app.models.enums import (
-    Action, AttachmentType, Category, Channel, CoverageSide, ImageStatus, ImageType, Role, TargetType,
-)
+from app.models.enums import Action, Category, Channel, Role, TargetType
 from app.models.files import StoredFile
 from app.models.visits import Visit
 
 __all__ = [
-    "Account", "ApiToken", "LoginFailure", "User", "AuditEvent", "StoredFile", "Visit",
-    "Action", "Category", "Channel", "Role", "TargetType",
-    "AttachmentType", "CandidImage", "CoverageSide", "ImageStatus", "ImageType",
+    "Account",
+    "Action",
+    "ApiToken",
+    "AuditEvent",
+    "Category",
+    "Channel",
+    "LoginFailure",
+    "Role",
+    "StoredFile",
+    "TargetType",
+    "User",
+    "Visit",
 ]

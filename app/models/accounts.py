@@ -7,15 +7,12 @@ from flask_login import UserMixin
 from sqlalchemy import Float, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.base import UTCDateTime, utcnow
 from app.models.enums import Role
 
-# VSee's creator.type codes.
-VSEE_USER_TYPE = {Role.ADMIN: 100, Role.PATIENT: 200, Role.PROVIDER: 400}
 
-
-class Account(db.Model):
+class Account(Model):
     __tablename__ = "accounts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -24,7 +21,7 @@ class Account(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -56,12 +53,8 @@ class User(UserMixin, db.Model):
         """Providers and admins: may act on any patient of their clinic."""
         return self.role in (Role.PROVIDER, Role.ADMIN)
 
-    @property
-    def vsee_type(self) -> int:
-        return VSEE_USER_TYPE[Role(self.role)]
 
-
-class ApiToken(db.Model):
+class ApiToken(Model):
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -77,7 +70,7 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship(lazy="joined")
 
 
-class LoginFailure(db.Model):
+class LoginFailure(Model):
     """One failed sign-in, kept for the throttle window (the embedded, shared throttle store)."""
 
     __tablename__ = "login_failures"

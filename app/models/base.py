@@ -5,7 +5,6 @@ from uuid import uuid4
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 
-
 #: Row ids are INTEGER columns: 32-bit on PostgreSQL, which refuses larger values outright
 #: (and SQLite overflows past 64 bits), so a larger id names no row and must not reach a query.
 MAX_ID = 2**31 - 1

@@ -32,49 +32,16 @@ class Action(StrEnum):
     UNSHARE = "unshare"
     PURGE = "purge"
     ATTACH = "attach"  # a file waiting for its visit joined it
-    # Metadata records that are not files themselves (Candid pre-encounter images).
+    # Metadata records a dialect keeps beside files (e.g. an image's versioned description).
     CREATE = "create"
     UPDATE = "update"
     DEACTIVATE = "deactivate"
 
 
 class Channel(StrEnum):
-    """The door a request came through, recorded in every audit event."""
+    """The core's doors, recorded in every audit event. Each API dialect declares its own
+    channel name (app/api/dialect.py), so audit channels are plain strings."""
 
     WEB = "web"
     LINK = "link"  # a signed view link
-    VSEE = "vsee"
-    CLAROS = "claros"
-    TSCHARTS = "tscharts"
-    CANDID = "candid"
     CLI = "cli"
-
-
-class ImageType(StrEnum):
-    """tscharts image types (its API spells them exactly so, case-sensitive)."""
-
-    HEADSHOT = "Headshot"
-    XRAY = "Xray"
-    SURGERY = "Surgery"
-    AUDIOGRAM = "Audiogram"
-
-
-class ImageStatus(StrEnum):
-    """Candid pre-encounter image upload states."""
-
-    PENDING = "PENDING"
-    UPLOADED = "UPLOADED"
-    FAILED = "FAILED"
-
-
-class CoverageSide(StrEnum):
-    FRONT = "FRONT"
-    BACK = "BACK"
-
-
-class AttachmentType(StrEnum):
-    """Candid encounter attachment types (StoredFile.attachment_type)."""
-
-    DOCUMENTATION = "DOCUMENTATION"
-    EOB = "EOB"
-    OTHER = "OTHER"

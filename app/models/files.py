@@ -6,23 +6,18 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.accounts import Account, User
 from app.models.base import UTCDateTime, new_uuid, utcnow
 from app.models.enums import Category, TargetType
 from app.models.visits import Visit
 
 
-class StoredFile(db.Model):
+class StoredFile(Model):
     __tablename__ = "stored_files"
     __table_args__ = (
         Index("ix_stored_files_target_listing", "target_type", "target_id", "deleted_at", "created_at"),
         Index("ix_stored_files_shared_listing", "patient_id", "shared", "deleted_at"),
-        # tscharts image searches: by patient (and type), or by clinic/station alone.
-        Index("ix_stored_files_tscharts_patient", "patient_id", "image_type", "created_at"),
-        Index("ix_stored_files_tscharts_clinic", "account_id", "tscharts_clinic", "tscharts_station"),
-        Index("ix_stored_files_tscharts_station", "account_id", "tscharts_station"),
-        Index("ix_stored_files_charge_capture", "account_id", "charge_capture_external_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)  # integer-addressed dialects use this
@@ -36,11 +31,11 @@ class StoredFile(db.Model):
     category: Mapped[str] = mapped_column(String(32))
     target_type: Mapped[str] = mapped_column(String(16))
     # The user or visit the file is attached to (by internal id, per target_type).
-    # NULL while a Candid charge-capture file waits for its visit (see charge_capture_external_id).
+    # NULL while the file is held in its clinic for a visit not opened yet (see is_held).
     target_id: Mapped[int | None]
     # The patient whose chart holds the file (the target user, or the visit's patient); the
     # access rules and listings key on it, so it is stored rather than joined each time.
-    # NULL while the file waits for its visit: such a file is staff-only (access.in_scope).
+    # NULL while the file is held for its visit: such a file is staff-only (access.in_scope).
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), index=True)
     creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
@@ -56,17 +51,6 @@ class StoredFile(db.Model):
     page_count: Mapped[int | None]
     width: Mapped[int | None]
     height: Mapped[int | None]
-    # Set only for images uploaded through tscharts (an ImageType); its clinic and station are
-    # the client's own integers, kept verbatim (Chartbox has no such objects to point at).
-    image_type: Mapped[str | None] = mapped_column(String(16))
-    tscharts_clinic: Mapped[int | None] = mapped_column(BigInteger)
-    tscharts_station: Mapped[int | None] = mapped_column(BigInteger)
-    # Candid encounter attachments: an AttachmentType and the uploader's description.
-    attachment_type: Mapped[str | None] = mapped_column(String(16))
-    description: Mapped[str | None] = mapped_column(String(1000))
-    # Candid charge capture: the external id of the visit the file joins when that visit is
-    # created; kept afterwards so the by-charge-capture-external-id endpoints still find it.
-    charge_capture_external_id: Mapped[str | None] = mapped_column(String(200))
 
     account: Mapped[Account] = relationship(lazy="joined")
     creator: Mapped[User] = relationship(foreign_keys=[creator_id], lazy="joined")
@@ -82,8 +66,8 @@ class StoredFile(db.Model):
         return TargetType(self.target_type)
 
     @property
-    def is_waiting(self) -> bool:
-        """A Candid charge-capture file not yet attached to its visit (no patient yet)."""
+    def is_held(self) -> bool:
+        """Held in its clinic for a visit not opened yet (no chart, staff only)."""
         return self.patient_id is None
 
     @property

@@ -1,4 +1,4 @@
-"""Visits (VSee visits, Candid encounters)."""
+"""Visits (a dialect may call them encounters)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,12 +6,12 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
+from app.extensions import Model
 from app.models.accounts import User
 from app.models.base import UTCDateTime, new_uuid, utcnow
 
 
-class Visit(db.Model):
+class Visit(Model):
     __tablename__ = "visits"
     __table_args__ = (UniqueConstraint("account_id", "external_id", name="uq_visits_account_external"),)
 

@@ -21,7 +21,8 @@ RULES: dict[Category, dict[Role, frozenset[Action]]] = {
     },
     Category.INTAKE_ATTACHMENT: {
         Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD}),
-        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.SHARE, Action.UNSHARE}),
+        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.SHARE,
+                                  Action.UNSHARE}),
         Role.ADMIN: _ALL,
     },
     Category.USER_CONSENT: {
@@ -40,7 +41,7 @@ RULES: dict[Category, dict[Role, frozenset[Action]]] = {
 def in_scope(actor: User, patient_id: int | None, account_id: int) -> bool:
     """Whether a chart (a patient's files) is within the actor's reach at all.
 
-    No patient (a Candid charge-capture file waiting for its visit): staff only.
+    No patient (a file held in the clinic for a visit not opened yet): staff only.
     """
     if actor.account_id != account_id:
         return False
@@ -82,15 +83,12 @@ def check_directory(actor: User) -> None:
         raise Forbidden("Only clinic staff can see the list of patients.")
 
 
-def check_upload(actor: User, category: Category, patient: User, account_id: int) -> None:
-    """Whether the actor may add a file of `category` to `patient`'s chart."""
-    if not in_scope(actor, patient.id, account_id):
+def check_upload(actor: User, category: Category, patient_id: int | None, account_id: int) -> None:
+    """Whether the actor may add a file of `category` to a chart (`patient_id`) of clinic
+    `account_id`; no patient means held in the clinic for a visit to come (staff only)."""
+    if patient_id is None and actor.account_id == account_id and not actor.is_staff:
+        raise Forbidden("Only clinic staff may hold files for a visit that does not exist yet.")
+    if not in_scope(actor, patient_id, account_id):
         raise NotFound("No such user.")
-    if not allowed(actor, category, Action.UPLOAD, own_avatar=patient.id == actor.id):
+    if not allowed(actor, category, Action.UPLOAD, own_avatar=patient_id == actor.id):
         raise Forbidden(f"You may not upload a {category.value} for this user.")
-
-
-def check_waiting_upload(actor: User, category: Category) -> None:
-    """Whether the actor may leave a file, patient not yet known, waiting for a visit: staff only."""
-    if not actor.is_staff or not allowed(actor, category, Action.UPLOAD):
-        raise Forbidden("Only clinic staff may upload files for an encounter that does not exist yet.")

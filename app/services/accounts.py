@@ -6,7 +6,8 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from blinker import Namespace
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -14,13 +15,20 @@ from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from app.extensions import db
 from app.models import Account, ApiToken, Role, User, Visit
 from app.models.base import MAX_ID, utcnow
-from app.services import access, charge_capture, throttle
+from app.services import access, throttle, transaction
 from app.services.audit import Origin
 from app.services.paging import Page, paginate
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
 MIN_PASSWORD = 8
+_signals = Namespace()
+
+#: Sent while a visit is being opened: after its row is flushed, before the one commit, with
+#: sender=the Visit and keyword arguments origin (Origin) and actor (User | None). Receivers —
+#: e.g. a dialect that holds files for visits still to come — change rows in the same session,
+#: so the visit and what they change commit together. The clinic is locked (lock_clinic).
+visit_opened = _signals.signal("visit-opened")
 # Compared against when the username does not exist, so a miss costs as much as a hit.
 _DUMMY_HASH = generate_password_hash("chartbox-timing-equaliser")
 
@@ -97,13 +105,13 @@ def create_token(user: User, name: str = "", expires_days: int | None = None) ->
     """Issue an API token; return the row and the token itself (shown once, stored hashed)."""
     if expires_days is not None and expires_days < 1:
         raise BadRequest("--expires-days must be at least 1.")
-    token = secrets.token_hex(20)  # 40 hex characters, the shape VSee and tscharts clients expect
+    token = secrets.token_hex(20)  # 40 hex characters, the token shape API clients expect
     row = ApiToken(
         user_id=user.id, name=name or "", token_hash=hash_token(token), prefix=token[:8],
         expires_at=utcnow() + timedelta(days=expires_days) if expires_days else None,
     )
     db.session.add(row)
-    db.session.commit()
+    transaction.commit()
     return row, token
 
 
@@ -122,7 +130,7 @@ def revoke_token(token_id: int) -> ApiToken:
 def _revoke(row: ApiToken) -> None:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
-        db.session.commit()
+        transaction.commit()
 
 
 def _token_row(token: str | None) -> ApiToken | None:
@@ -151,7 +159,7 @@ def resolve_token(token: str | None) -> User:
         raise Unauthorized("The API token is not valid.")
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
         row.last_used_at = now  # coarse, so reads do not write on every request
-        db.session.commit()
+        transaction.commit()
     return row.user
 
 
@@ -198,8 +206,8 @@ def revoke_presented_token(token: str | None) -> None:
 def locate_patient(patient_id: int, account_id: int) -> User:
     """The patient with this id, who must belong to clinic `account_id`.
 
-    Only for a door whose vendor documents telling the two failures apart (Claros); every
-    other door uses get_patient, which never reveals another clinic's patients.
+    Only for a door whose vendor contract tells the two failures apart; every other door
+    uses get_patient, which never reveals another clinic's patients.
     Raises:
         NotFound: no patient has this id.
         Forbidden: the patient belongs to another clinic.
@@ -214,33 +222,39 @@ def locate_patient(patient_id: int, account_id: int) -> User:
 
 def create_visit(patient: User, external_id: str | None = None, reason: str = "",
                  origin: Origin | None = None, actor: User | None = None) -> Visit:
-    """Open a visit for a patient; Candid files waiting on its external id join it.
+    """Open a visit for a patient, in one commit with whatever visit_opened's receivers add.
 
     Args:
-        origin, actor: who opens it and through which door (audits the files that join).
+        external_id: an outside system's id for the visit (unique in the clinic).
+        origin, actor: who opens it and through which door (receivers audit with them).
     Raises BadRequest (not a patient), Conflict (external id taken).
     """
     if patient.role != Role.PATIENT:
         raise BadRequest(f"{patient.username} is not a patient.")
+    message = f"A visit with external id {external_id!r} already exists."
+    lock_clinic(patient.account_id)
     visit = Visit(account_id=patient.account_id, patient_id=patient.id,
                   external_id=external_id or None, reason=reason[:200])
     db.session.add(visit)
-    message = f"A visit with external id {external_id!r} already exists."
-    if visit.external_id:
-        try:
-            db.session.flush()  # the visit's id, for the Candid files waiting on its external id
-        except IntegrityError:
-            db.session.rollback()
-            raise Conflict(message) from None
-        # Same transaction: the visit comes with its files.
-        charge_capture.attach_waiting(visit, origin or Origin.cli(), actor)
-    _commit_unique(message)
-    if visit.external_id and charge_capture.attach_waiting(visit, origin or Origin.cli(), actor):
-        # A file committed while this visit was uncommitted saw no visit, and this transaction
-        # did not see the file; sweeping again after our commit closes that gap (the upload
-        # re-checks for the visit after its own commit, so one of the two always sees the other).
-        db.session.commit()
+    try:
+        db.session.flush()  # the visit's id, for the receivers
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(message) from None
+    visit_opened.send(visit, origin=origin or Origin.cli(), actor=actor)
+    transaction.commit(conflict=message)
     return visit
+
+
+def lock_clinic(account_id: int) -> None:
+    """Take the clinic's write lock until the transaction ends.
+
+    Opening a visit and filing a file held for a visit both take it first, so each sees what
+    the other committed: on PostgreSQL a row lock on the clinic (READ COMMITTED then reads the
+    other's commit), on SQLite the database write lock (writers are serialized anyway).
+    """
+    db.session.execute(update(Account).where(Account.id == account_id).values(code=Account.code)
+                       .execution_options(synchronize_session=False))
 
 
 def get_patient(actor: User, patient_id: int) -> User:
@@ -256,14 +270,6 @@ def get_patient(actor: User, patient_id: int) -> User:
 
 def _user(user_id: int) -> User | None:
     return db.session.get(User, user_id) if 0 < user_id <= MAX_ID else None
-
-
-def list_visits(patient: User) -> list[Visit]:
-    """A patient's visits, newest first (the caller has checked the patient is in reach)."""
-    return list(db.session.scalars(
-        select(Visit).where(Visit.patient_id == patient.id)
-        .order_by(Visit.created_at.desc(), Visit.id.desc())
-    ))
 
 
 def find_patients(actor: User, search: str = "", page: int = 1, per_page: int = 25) -> Page:
@@ -283,8 +289,4 @@ def find_patients(actor: User, search: str = "", page: int = 1, per_page: int = 
 
 
 def _commit_unique(message: str) -> None:
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict(message) from None
+    transaction.commit(conflict=message)

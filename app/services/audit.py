@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 class Origin:
     """Where a request came from: the door, the client address and its user agent."""
 
-    channel: Channel
+    channel: str  # a Channel, or the name a dialect declares
     ip: str | None = None
     user_agent: str | None = None
 
@@ -24,7 +24,7 @@ class Origin:
         return cls(Channel.CLI)
 
     @classmethod
-    def of(cls, request: Request, channel: Channel) -> Origin:
+    def of(cls, request: Request, channel: str) -> Origin:
         """A request's origin: its door, client address and user agent (the door passes it in)."""
         return cls(channel, request.remote_addr, request.headers.get("User-Agent"))
 
@@ -37,7 +37,7 @@ def record(action: Action, origin: Origin, *, actor: User | None, file: StoredFi
         account_id=account_id or (file.account_id if file else actor.account_id if actor else None),
         action=action.value,
         file_id=file.id if file else None,
-        channel=origin.channel.value,
+        channel=str(origin.channel),
         ip=(origin.ip or None) and origin.ip[:64],
         user_agent=(origin.user_agent or None) and origin.user_agent[:300],
         detail=detail or None,

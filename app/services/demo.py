@@ -55,11 +55,11 @@ def seed_demo() -> DemoSeed:
     files.upload(alice, origin, io.BytesIO(_image("JPEG", "Insurance card (front)", (856, 540))),
                  "insurance-card-front.jpg")
     files.upload(provider, origin, io.BytesIO(_pdf(["Lab results", "All values within range.", "Page two"])),
-                 "lab-results.pdf", Category.USER_DOCUMENT, files.Target(alice))
+                 "lab-results.pdf", Category.USER_DOCUMENT, files.Target.chart(alice))
     files.upload(provider, origin, io.BytesIO(b"date,systolic,diastolic\n2026-11-01,118,76\n2026-11-15,121,79\n"),
-                 "blood-pressure.csv", Category.USER_DOCUMENT, files.Target(alice))
+                 "blood-pressure.csv", Category.USER_DOCUMENT, files.Target.chart(alice))
     files.upload(alice, origin, io.BytesIO(_image("PNG", "Rash photo", (800, 600))),
-                 "rash-photo.png", Category.INTAKE_ATTACHMENT, files.Target(alice, visit))
+                 "rash-photo.png", Category.INTAKE_ATTACHMENT, files.Target.chart(alice, visit))
     files.upload(bob, origin, io.BytesIO(_pdf(["Referral letter"])), "referral.pdf")
     _, seed.token = accounts.create_token(provider, "demo")
     seed.token_user = provider.username

@@ -1,84 +1,98 @@
 """The file service: the hall every door opens onto.
 
 Upload, list, get, rename, delete, restore and share files; each call checks access, does the
-storage work, writes its audit event and commits once. Doors translate requests into these
-calls and the results back into their dialect. Viewing through signed links is in viewing.py.
+storage work and writes its audit event. `store` only flushes, so a caller that adds rows of
+its own (a vendor's metadata) commits once for everything; every other call commits. Doors
+translate requests into these calls and the results back into their dialect. Viewing through
+signed links is in viewing.py.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from datetime import datetime
+from typing import IO
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 
-from app.errors import BadRequest, Conflict, InvalidUpload, NotFound
+from app.errors import BadRequest, Conflict, NotFound
 from app.extensions import db
 from app.models import Action, Category, Role, StoredFile, TargetType, User, Visit
 from app.models.base import MAX_ID, utcnow
-from app.services import access, audit
+from app.services import access, audit, transaction
 from app.services.audit import Origin
 from app.services.paging import Page, paginate
 from app.services.spool import spool
-from app.services.validation import JPEG, PNG, TYPES, Limits, clean_name, inspect_file, name_extension
+from app.services.validation import (
+    IMAGES,
+    TYPES,
+    Inspection,
+    Limits,
+    clean_name,
+    inspect_file,
+    name_extension,
+)
 from app.storage import BlobMissing, get_storage, new_key
+
+#: What each category accepts beyond the door's own choice (a profile picture is a photo), and
+#: how a refusal says so.
+CATEGORY_ACCEPTS: dict[Category, tuple[frozenset[str], str]] = {
+    Category.USER_AVATAR: (IMAGES, "A profile picture must be a PNG or JPEG image."),
+}
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where a file goes: a patient's chart, optionally one of their visits."""
+    """Where a file goes: a patient's chart, one of its visits, or a clinic's holding area
+    (no chart yet: a file kept, staff only, until the visit it belongs to is opened)."""
 
-    patient: User
+    account_id: int
+    patient: User | None = None
     visit: Visit | None = None
+
+    @classmethod
+    def chart(cls, patient: User, visit: Visit | None = None) -> Target:
+        return cls(patient.account_id, patient, visit)
+
+    @classmethod
+    def held(cls, account_id: int) -> Target:
+        return cls(account_id)
+
+    @property
+    def is_held(self) -> bool:
+        return self.patient is None
 
     @property
     def type(self) -> TargetType:
-        return TargetType.VISIT if self.visit else TargetType.USER
+        return TargetType.USER if self.patient is not None and self.visit is None else TargetType.VISIT
 
     @property
-    def id(self) -> int:
-        return self.visit.id if self.visit else self.patient.id
+    def id(self) -> int | None:
+        if self.visit is not None:
+            return self.visit.id
+        return self.patient.id if self.patient is not None else None
 
     @property
-    def account_id(self) -> int:
-        return self.patient.account_id
-
-    @property
-    def patient_id(self) -> int:
-        return self.patient.id
+    def patient_id(self) -> int | None:
+        return self.patient.id if self.patient is not None else None
 
     @property
     def visit_id(self) -> int | None:
-        return self.visit.id if self.visit else None
+        return self.visit.id if self.visit is not None else None
 
 
-@dataclass(frozen=True)
-class WaitingTarget:
-    """A visit still to come: the file waits in a clinic for the visit with this external id
-    (Candid charge capture; see charge_capture.py). No patient until then, so staff only."""
-
-    account_id: int
-    external_id: str
-    type = TargetType.VISIT
-    id = patient_id = visit_id = None
+def parse_category(value: str | None) -> Category:
+    """A category from request text (user_document when empty). Raises BadRequest naming the
+    accepted values."""
+    return parse_category_filter(value) or Category.USER_DOCUMENT
 
 
-def parse_id(value: str | None) -> int | None:
-    """An integer row id from request text: ASCII digits in 1..MAX_ID, else None (never raises).
-
-    str.isdigit() alone is not enough: '²' passes it and breaks int(); '٣' passes int().
-    """
-    if not value or not value.isascii() or not value.isdigit() or len(value) > 10:
-        return None
-    number = int(value)
-    return number if 0 < number <= MAX_ID else None
-
-
-def parse_category(value: str | None, default: Category | None = Category.USER_DOCUMENT) -> Category | None:
-    """A category from request text. Raises BadRequest naming the accepted values."""
+def parse_category_filter(value: str | None) -> Category | None:
+    """An optional category from request text (None when empty). Raises BadRequest."""
     if value is None or value == "":
-        return default
+        return None
     try:
         return Category(value)
     except ValueError:
@@ -87,108 +101,148 @@ def parse_category(value: str | None, default: Category | None = Category.USER_D
         ) from None
 
 
-def resolve_target(actor: User, target_type: str | None, target_id: str | int | None) -> Target:
-    """The chart named by a (type, id) pair from a request; the actor itself when both are empty.
+def resolve_target(actor: User, kind: TargetType, ident: int | str | None) -> Target:
+    """The chart (or visit) a door names; the actor's own chart for a user target without id.
 
-    User targets are integer user ids; visit targets are visit UUIDs (or integer ids).
-    Raises BadRequest (malformed) or NotFound (absent or outside the actor's clinic).
+    Args:
+        kind: USER (ident: a user id) or VISIT (ident: a visit id or its UUID).
+    Raises NotFound (absent or outside the actor's clinic; a patient reaches only their own
+    visits) or BadRequest (a visit target without an id).
     """
-    target_id = "" if target_id is None else str(target_id).strip()
-    kind = (target_type or "").strip() or TargetType.USER.value
-    if kind not in (TargetType.USER, TargetType.VISIT):
-        raise BadRequest("meta.target.type must be 'user' or 'visit'.")
     if kind == TargetType.USER:
-        if not target_id or target_id == "-":
-            return Target(patient=actor)
-        if not (target_id.isascii() and target_id.isdigit()) or len(target_id) > 18:
-            raise BadRequest("A user target id must be a number.")
-        user_id = parse_id(target_id)
-        user = db.session.get(User, user_id) if user_id is not None else None
+        if ident is None:
+            return Target.chart(actor)
+        user = _row(User, ident)
         if user is None or user.account_id != actor.account_id:
             raise NotFound("No such user.")
-        return Target(patient=user)
-    if not target_id:
-        raise BadRequest("A visit target needs meta.target.id.")
-    visit_id = parse_id(target_id)
-    column = Visit.id if visit_id is not None else Visit.public_id
-    visit = db.session.scalar(
-        select(Visit).where(column == (visit_id if visit_id is not None else target_id),
-                            Visit.account_id == actor.account_id)
-    )
+        return Target.chart(user)
+    if ident is None:
+        raise BadRequest("A visit target needs the visit's id.")
+    column = Visit.id if isinstance(ident, int) else Visit.public_id
+    visit = db.session.scalar(select(Visit).where(column == ident, Visit.account_id == actor.account_id))
     if visit is None or (actor.is_patient and visit.patient_id != actor.id):
         raise NotFound("No such visit.")
-    return Target(patient=visit.patient, visit=visit)
+    return Target.chart(visit.patient, visit)
 
 
-def upload(actor: User, origin: Origin, stream: BinaryIO, filename: str | None,
-           category: Category = Category.USER_DOCUMENT, target: Target | WaitingTarget | None = None,
-           attrs: dict[str, Any] | None = None) -> StoredFile:
-    """Validate and store one upload; return its row.
+def _row(model, ident: int | str):
+    return db.session.get(model, ident) if isinstance(ident, int) and 0 < ident <= MAX_ID else None
 
+
+def check_upload(actor: User, category: Category, target: Target) -> None:
+    """Whether the actor may add a file of `category` there (call before reading a body).
+
+    Raises NotFound (out of reach), Forbidden (the role may not) or BadRequest (a category
+    and target that do not fit together).
+    """
+    access.check_upload(actor, category, target.patient_id, target.account_id)
+    if target.is_held:
+        return
+    if category == Category.INTAKE_ATTACHMENT and target.visit is None:
+        raise BadRequest("Intake attachments belong to a visit; upload them to one of the patient's visits.")
+    if category != Category.USER_AVATAR and target.patient is not None and target.patient.role != Role.PATIENT:
+        raise BadRequest("Documents belong to a patient; name the patient whose chart the file is for.")
+
+
+def upload(actor: User, origin: Origin, stream: IO[bytes], filename: str | None,
+           category: Category = Category.USER_DOCUMENT, target: Target | None = None, *,
+           accept: Collection[str] | None = None, add_extension: bool = False) -> StoredFile:
+    """Validate, store and commit one upload; return its row. See `store` for the arguments."""
+    row = store(actor, origin, stream, filename, category, target, accept=accept, add_extension=add_extension)
+    transaction.commit()
+    return row
+
+
+def store(actor: User, origin: Origin, stream: IO[bytes], filename: str | None,
+          category: Category = Category.USER_DOCUMENT, target: Target | None = None, *,
+          accept: Collection[str] | None = None, add_extension: bool = False) -> StoredFile:
+    """Validate and store one upload and add its row and audit event (flushed, not committed).
+
+    The caller commits (transaction.commit); if the transaction ends without a commit the
+    bytes are removed again, so storage never keeps bytes without a row.
     Args:
         actor: who uploads (becomes the creator).
         origin: the door and client, for the audit trail.
         stream: the file's bytes, read once in chunks.
-        filename: the client's name for it (cleaned; must agree with the bytes).
+        filename: the client's name for it (cleaned; its extension must agree with the bytes).
         category: one of Category; intake attachments need a visit target.
-        target: the chart (and visit); defaults to the actor's own. A WaitingTarget leaves
-            the file without a chart until its visit is created (staff only).
-        attrs: extra StoredFile columns a dialect keeps (e.g. tscharts image type).
+        target: the chart (and visit); the actor's own when None.
+        accept: the media types this door takes (validation.TYPES keys); all when None. The
+            category may narrow it further (CATEGORY_ACCEPTS).
+        add_extension: give a name without an extension the detected type's own.
     Raises:
         NotFound / Forbidden: the target is out of reach / the role may not upload there.
         BadRequest: a category and target that do not fit together.
         TooLarge: over UPLOAD_MAX_BYTES.
-        InvalidUpload: the bytes are not an accepted, intact file matching the name.
+        InvalidUpload: not an accepted, intact file of an accepted type matching its name.
     """
-    target = target or Target(patient=actor)
-    _check_target(actor, category, target)
+    target = target or Target.chart(actor)
+    check_upload(actor, category, target)  # before the body is read
+    received = receive(stream, filename, category, accept=accept, add_extension=add_extension)
+    return record(actor, origin, received, category, target)
+
+
+@dataclass(frozen=True)
+class Received:
+    """An upload whose bytes are validated and stored, its row not yet written."""
+
+    name: str
+    found: Inspection
+    size: int
+    sha256: str
+    backend: str
+    key: str
+
+
+def receive(stream: IO[bytes], filename: str | None, category: Category = Category.USER_DOCUMENT, *,
+            accept: Collection[str] | None = None, add_extension: bool = False) -> Received:
+    """Validate an upload's bytes and write them to storage; no row yet (see `store`).
+
+    The blob is removed again unless the current transaction commits (transaction.track_blob).
+    Raises TooLarge or InvalidUpload as `store`.
+    """
     config = current_app.config
-    with spool(stream, config["UPLOAD_MAX_BYTES"], _tmp_dir()) as received:
+    narrowed, purpose = CATEGORY_ACCEPTS.get(category, (frozenset(TYPES), ""))
+    accepted = frozenset(accept if accept is not None else TYPES) & narrowed
+    with spool(stream, config["UPLOAD_MAX_BYTES"], _tmp_dir()) as spooled:
         name = clean_name(filename)
-        found = inspect_file(received.path, name, Limits.from_config(config))
-        if category == Category.USER_AVATAR and found.media_type not in (PNG, JPEG):
-            raise InvalidUpload("A profile picture must be a PNG or JPEG image.")
-        name = name or f"upload.{found.ext}"
+        found = inspect_file(spooled.path, name, Limits.from_config(config), accept=accepted, purpose=purpose)
+        if not name or (add_extension and not name_extension(name)):
+            name = f"{name or 'upload'}.{found.ext}"
         storage = get_storage()
         key = new_key()
-        with received.open() as fh:
+        with spooled.open() as fh:
             storage.put(key, fh)
+    transaction.track_blob(key)
+    return Received(name, found, spooled.size, spooled.sha256, storage.name, key)
+
+
+def record(actor: User, origin: Origin, received: Received, category: Category, target: Target) -> StoredFile:
+    """Add the row and audit event of a received upload (flushed, not committed).
+
+    Raises NotFound, Forbidden or BadRequest as check_upload (checked again: the target may
+    have been looked up anew since).
+    """
+    check_upload(actor, category, target)
     now = utcnow()
+    found = received.found
     row = StoredFile(
-        account_id=target.account_id, name=name, ext=found.ext, size=received.size,
+        account_id=target.account_id, name=received.name, ext=found.ext, size=received.size,
         sha256=received.sha256, media_type=found.media_type, category=category.value,
         target_type=target.type.value, target_id=target.id, patient_id=target.patient_id,
         visit_id=target.visit_id, creator_id=actor.id,
-        created_at=now, modified_at=now, storage_backend=storage.name, storage_key=key,
+        created_at=now, modified_at=now, storage_backend=received.backend, storage_key=received.key,
         page_count=found.page_count, width=found.width, height=found.height,
-        **(attrs or {}),
     )
-    try:
-        if category == Category.USER_AVATAR:
-            _retire_avatars(actor, origin, target.patient, now)
-        db.session.add(row)
-        db.session.flush()
-        audit.record(Action.UPLOAD, origin, actor=actor, file=row, name=name, size=row.size)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        storage.delete(key)  # never leave bytes without a row
-        raise
+    if category == Category.USER_AVATAR and target.patient is not None:
+        _retire_avatars(actor, origin, target.patient, now)
+    db.session.add(row)
+    db.session.flush()
+    audit.record(Action.UPLOAD, origin, actor=actor, file=row, name=row.name, size=row.size)
     return row
 
 
-def _check_target(actor: User, category: Category, target: Target | WaitingTarget) -> None:
-    if isinstance(target, WaitingTarget):
-        access.check_waiting_upload(actor, category)
-        return
-    access.check_upload(actor, category, target.patient, target.patient.account_id)
-    if category == Category.INTAKE_ATTACHMENT and target.visit is None:
-        raise BadRequest("Intake attachments belong to a visit: set meta.target.type=visit and its id.")
-    if category != Category.USER_AVATAR and target.patient.role != Role.PATIENT:
-        raise BadRequest("Documents belong to a patient: set meta.target.id to the patient's user id.")
-
-
-def _retire_avatars(actor: User, origin: Origin, user: User, now) -> None:
+def _retire_avatars(actor: User, origin: Origin, user: User, now: datetime) -> None:
     """One avatar per user: a new one replaces (soft-deletes) the old."""
     for old in db.session.scalars(_live().where(
         StoredFile.patient_id == user.id, StoredFile.category == Category.USER_AVATAR,
@@ -202,7 +256,7 @@ def _tmp_dir() -> str:
     return os.path.join(current_app.instance_path, "tmp")
 
 
-def _live():
+def _live() -> Select:
     return select(StoredFile).where(StoredFile.deleted_at.is_(None))
 
 
@@ -218,7 +272,7 @@ def list_files(actor: User, target: Target | None = None, category: Category | N
     Raises:
         NotFound: the chart is outside the actor's reach.
     """
-    query = _listing(actor, target or Target(patient=actor), category, include_shared)
+    query = _listing(actor, target or Target.chart(actor), category, include_shared)
     return paginate(query, page, _page_size(per_page), *_NEWEST_FIRST)
 
 
@@ -232,19 +286,38 @@ def list_all_files(actor: User, target: Target, category: Category | None = None
     return list(db.session.scalars(query.order_by(*_NEWEST_FIRST)))
 
 
+def list_visits_with_files(actor: User, patient: User) -> list[tuple[Visit, list[StoredFile]]]:
+    """A patient's visits, newest first, each with its live files the actor may see (newest
+    first), in one query. Raises NotFound when the chart is out of the actor's reach."""
+    if not access.in_scope(actor, patient.id, patient.account_id):
+        raise NotFound("No such user.")
+    on = and_(StoredFile.visit_id == Visit.id, StoredFile.target_type == TargetType.VISIT.value,
+              StoredFile.deleted_at.is_(None))
+    rows = db.session.execute(
+        select(Visit, StoredFile).outerjoin(StoredFile, on).where(Visit.patient_id == patient.id)
+        .order_by(Visit.created_at.desc(), Visit.id.desc(), *_NEWEST_FIRST)
+    ).all()
+    groups: dict[int, tuple[Visit, list[StoredFile]]] = {}
+    for visit, row in rows:
+        group = groups.setdefault(visit.id, (visit, []))
+        if row is not None:
+            group[1].append(row)
+    return list(groups.values())
+
+
 _NEWEST_FIRST = (StoredFile.created_at.desc(), StoredFile.id.desc())
 
 
-def _listing(actor: User, target: Target, category: Category | None, include_shared: bool):
+def _listing(actor: User, target: Target, category: Category | None, include_shared: bool) -> Select:
     """The query behind the listings: one chart (or visit), live files, the actor's scope."""
-    if not access.in_scope(actor, target.patient.id, target.patient.account_id):
+    if target.patient is None or not access.in_scope(actor, target.patient.id, target.account_id):
         raise NotFound("No such user.")
-    condition = (StoredFile.target_type == target.type.value) & (StoredFile.target_id == target.id)
+    condition: ColumnElement[bool] = (StoredFile.target_type == target.type.value) & (StoredFile.target_id == target.id)
     if category is not None:
         condition = condition & (StoredFile.category == category.value)
     if include_shared:
         condition = or_(condition, (StoredFile.patient_id == target.patient.id) & StoredFile.shared.is_(True))
-    query = _live().where(StoredFile.account_id == target.patient.account_id, condition)
+    query = _live().where(StoredFile.account_id == target.account_id, condition)
     if actor.is_patient:  # a patient sees their own chart only; avatars of others never
         query = query.where(StoredFile.patient_id == actor.id)
     return query
@@ -266,13 +339,13 @@ def _page_size(per_page: int | None) -> int:
 
 
 def get_file(actor: User, file_id: str | int, action: Action = Action.VIEW, *,
-             visit: Visit | None = None, external_id: str | None = None) -> StoredFile:
+             visit: Visit | None = None, held: bool = False) -> StoredFile:
     """A live file by public UUID (or integer id) if the actor may take `action` on it.
 
     Args:
         visit: only a file attached to this visit.
-        external_id: only a file uploaded for this Candid charge-capture external id; files
-            still waiting for their visit are found this way only, never by id alone.
+        held: also a file still held for its visit (found this way only, never by id alone:
+            the door that holds files says which may match).
     Raises NotFound (absent, deleted, out of reach or outside the scope given) or
     Forbidden (visible, not allowed).
     """
@@ -281,10 +354,7 @@ def get_file(actor: User, file_id: str | int, action: Action = Action.VIEW, *,
         raise NotFound("No such file.")
     if visit is not None and row.visit_id != visit.id:
         raise NotFound("No such file.")
-    if external_id is not None:
-        if row.charge_capture_external_id != external_id or row.account_id != actor.account_id:
-            raise NotFound("No such file.")
-    elif row.is_waiting:
+    if row.is_held and not held:
         raise NotFound("No such file.")
     access.check(actor, row, action)
     return row
@@ -293,7 +363,7 @@ def get_file(actor: User, file_id: str | int, action: Action = Action.VIEW, *,
 def find_file(file_id: str | int) -> StoredFile | None:
     """Any file row (deleted ones too) by public UUID or integer id; no access check."""
     if isinstance(file_id, int):
-        return db.session.get(StoredFile, file_id) if 0 < file_id <= MAX_ID else None
+        return _row(StoredFile, file_id)
     if not isinstance(file_id, str) or len(file_id) != 36:
         return None
     return db.session.scalar(select(StoredFile).where(StoredFile.public_id == file_id.lower()))
@@ -316,21 +386,21 @@ def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None
     row.modified_at = utcnow()
     row.version += 1
     audit.record(Action.RENAME, origin, actor=actor, file=row, old_name=old, new_name=name)
-    db.session.commit()
+    transaction.commit()
     return row
 
 
 def delete(actor: User, origin: Origin, file_id: str | int, *, visit: Visit | None = None,
-           external_id: str | None = None) -> StoredFile:
+           held: bool = False) -> StoredFile:
     """Soft-delete: hidden everywhere, bytes kept until `files cleanup` purges them.
 
-    `visit` / `external_id` narrow which file may match, as in get_file.
+    `visit` / `held` narrow which file may match, as in get_file.
     """
-    row = get_file(actor, file_id, Action.DELETE, visit=visit, external_id=external_id)
+    row = get_file(actor, file_id, Action.DELETE, visit=visit, held=held)
     row.deleted_at = row.modified_at = utcnow()
     row.deleted_by_id = actor.id
     audit.record(Action.DELETE, origin, actor=actor, file=row)
-    db.session.commit()
+    transaction.commit()
     return row
 
 
@@ -341,8 +411,17 @@ def set_shared(actor: User, origin: Origin, file_id: str | int, shared: bool) ->
         row.shared = shared
         row.modified_at = utcnow()
         audit.record(Action.SHARE if shared else Action.UNSHARE, origin, actor=actor, file=row)
-        db.session.commit()
+        transaction.commit()
     return row
+
+
+def file_to_visit(row: StoredFile, visit: Visit, origin: Origin, actor: User | None) -> None:
+    """Move a held file into the visit it was kept for (audited as ATTACH; no commit: the
+    caller's unit of work carries it)."""
+    row.patient_id, row.visit_id = visit.patient_id, visit.id
+    row.target_type, row.target_id = TargetType.VISIT.value, visit.id
+    row.modified_at = utcnow()
+    audit.record(Action.ATTACH, origin, actor=actor, file=row, visit=visit.public_id)
 
 
 def restore(origin: Origin, file_id: str | int, actor: User | None = None) -> StoredFile:
@@ -357,14 +436,14 @@ def restore(origin: Origin, file_id: str | int, actor: User | None = None) -> St
     row.deleted_at = row.deleted_by_id = None
     row.modified_at = utcnow()
     audit.record(Action.RESTORE, origin, actor=actor, file=row)
-    db.session.commit()
+    transaction.commit()
     return row
 
 
 def read_content(actor: User, origin: Origin, file_id: str | int) -> tuple[StoredFile, bytes]:
     """A live file the actor may view and its bytes, whole; audited as a view.
 
-    For dialects that inline a file in JSON (tscharts' base64 `data`); files are at most
+    For dialects that inline a file in JSON (base64 fields); files are at most
     UPLOAD_MAX_BYTES, so holding one in memory is bounded.
     Raises NotFound (absent, deleted, out of reach, or its bytes are missing) or Forbidden.
     """
@@ -375,7 +454,7 @@ def read_content(actor: User, origin: Origin, file_id: str | int) -> tuple[Store
     except BlobMissing:
         raise missing_blob(row) from None
     audit.record(Action.VIEW, origin, actor=actor, file=row)
-    db.session.commit()
+    transaction.commit()
     return row, data
 
 
@@ -392,3 +471,4 @@ def download_name(row: StoredFile) -> str:
     if name_extension(row.name) in TYPES[row.media_type][0]:
         return row.name
     return f"{row.name}.{row.ext}"
+

@@ -33,9 +33,9 @@ def fit_png(source: BinaryIO, box: tuple[int, int]) -> bytes:
     EXIF orientation is applied so phone photos stand the right way up; images smaller than
     the box are not enlarged.
     """
-    with Image.open(source, formats=["PNG", "JPEG"]) as im:
-        im.draft("RGB", box)  # JPEG: decode at a reduced scale when the box is small
-        im = ImageOps.exif_transpose(im)
+    with Image.open(source, formats=["PNG", "JPEG"]) as opened:
+        opened.draft("RGB", box)  # JPEG: decode at a reduced scale when the box is small
+        im: Image.Image = ImageOps.exif_transpose(opened)
         if im.mode not in ("RGB", "RGBA", "L", "LA"):
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         im.thumbnail(box, Image.Resampling.LANCZOS)

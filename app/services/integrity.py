@@ -78,7 +78,7 @@ def find_orphans() -> list[str]:
     rows = {r.storage_key: r.public_id for r in _stored_rows()}
     public_ids = set(rows.values())
     orphans = []
-    for key in get_storage().keys():
+    for key in get_storage().keys():  # noqa: SIM118 - Storage.keys() is the contract, not a dict
         if key.startswith(RENDITIONS):
             parts = key.split("/")
             if len(parts) < 4 or parts[2] not in public_ids:

@@ -5,13 +5,13 @@ import hashlib
 import hmac
 import re
 import time as _time
+from typing import Any
 
 from flask import current_app
 
 from app.errors import Forbidden
 
-VIEW = "view"  # GET the bytes of a file (VSee fullpath, Claros url, Candid authed_url)
-CANDID_IMAGE = "candid-image"  # PUT or GET a Candid image's bytes (its `signed_url`)
+VIEW = "view"  # GET the bytes of a file (every dialect's download link, the pages' thumbnails)
 _TIME = re.compile(r"^[0-9]{1,12}$")
 _CODE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -26,6 +26,12 @@ def sign(purpose: str, object_id: str, now: int | None = None) -> tuple[str, int
     """Mint (auth_code, time) for a link to `object_id` usable for `purpose`."""
     stamp = int(_time.time()) if now is None else now
     return _digest(purpose, object_id, stamp), stamp
+
+
+def view_grant(public_id: str) -> dict[str, Any]:
+    """The query parameters of a fresh view link to a file: {"auth_code", "time"}."""
+    code, stamp = sign(VIEW, public_id)
+    return {"auth_code": code, "time": stamp}
 
 
 def verify(purpose: str, object_id: str, auth_code: str | None, stamp: str | None,

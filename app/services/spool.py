@@ -9,7 +9,7 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 from app.errors import TooLarge
 
@@ -22,7 +22,7 @@ class Spooled:
     size: int
     sha256: str
 
-    def open(self) -> BinaryIO:
+    def open(self) -> IO[bytes]:
         return open(self.path, "rb")
 
     def discard(self) -> None:
@@ -38,7 +38,7 @@ class Spooled:
         self.discard()
 
 
-def spool(stream: BinaryIO, max_bytes: int, tmp_dir: str | None = None) -> Spooled:
+def spool(stream: IO[bytes], max_bytes: int, tmp_dir: str | None = None) -> Spooled:
     """Copy `stream` to a temp file. Raises TooLarge past `max_bytes` (nothing is left behind)."""
     if tmp_dir:
         os.makedirs(tmp_dir, exist_ok=True)

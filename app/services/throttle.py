@@ -12,13 +12,13 @@ import uuid
 from collections import defaultdict, deque
 
 from flask import Flask, current_app
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 
 from app.errors import TooManyRequests
 from app.extensions import db
 from app.models import LoginFailure
 
-_FAILURES = LoginFailure.__table__
+_FAILURES: Table = LoginFailure.__table__  # type: ignore[assignment]  # declared as a Table
 
 
 class MemoryCounter:
@@ -101,6 +101,7 @@ class RedisCounter:
 
 def init_throttle(app: Flask) -> None:
     url = app.config["RATELIMIT_STORAGE_URL"]
+    counter: RedisCounter | MemoryCounter | DatabaseCounter
     if url.startswith(("redis://", "rediss://")):
         counter = RedisCounter(url)
     elif url.startswith("memory://"):

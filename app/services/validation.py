@@ -10,6 +10,7 @@ import os
 import re
 import unicodedata
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from PIL import Image
@@ -37,6 +38,7 @@ TYPES: dict[str, tuple[tuple[str, ...], str]] = {
     XLSX: (("xlsx",), "an Excel workbook"),
 }
 ACCEPTED_EXTENSIONS = sorted({e for exts, _ in TYPES.values() for e in exts})
+IMAGES = frozenset({PNG, JPEG})
 
 _OFFICE_MAIN = {
     DOCX: (b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
@@ -117,6 +119,12 @@ def describe(media_type: str) -> str:
     return TYPES[media_type][1] if media_type in TYPES else media_type
 
 
+def describe_types(media_types: Collection[str]) -> str:
+    """'a PNG image or a JPEG image' (in TYPES order), for messages naming what is accepted."""
+    words = [what for media_type, (_, what) in TYPES.items() if media_type in media_types]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
 def sniff(head: bytes, name_ext: str) -> str:
     """The media type from the first bytes; raise InvalidUpload for anything not accepted."""
     if head.startswith(b"%PDF-"):
@@ -166,9 +174,14 @@ def _accepted_sentence() -> str:
     return "accepted types are PDF, PNG, JPEG, plain text, CSV, Word (.docx) and Excel (.xlsx)."
 
 
-def inspect_file(path: str, name: str, limits: Limits) -> Inspection:
+def inspect_file(path: str, name: str, limits: Limits, accept: Collection[str] | None = None,
+                 purpose: str = "") -> Inspection:
     """Check the spooled upload at `path`, named `name`, and say what it is.
 
+    Args:
+        accept: the media types the caller takes (all of TYPES when None); anything else is
+            refused from its first bytes, before any parser runs.
+        purpose: the sentence that says what is accepted, for that refusal.
     Raises:
         InvalidUpload: empty, of a type not accepted, contradicting its name, damaged,
             encrypted, too many pixels, a ZIP bomb, or not UTF-8 text.
@@ -182,6 +195,8 @@ def inspect_file(path: str, name: str, limits: Limits) -> Inspection:
     if media_type == "zip":  # not named .docx/.xlsx: the parts say whether it is one
         media_type = _office_type(path)
     allowed_exts, what = TYPES[media_type]
+    if accept is not None and media_type not in accept:
+        raise InvalidUpload(purpose or f"This file is {what}; only {describe_types(accept)} can be uploaded here.")
     if ext and ext not in allowed_exts:
         if media_type in (TEXT, CSV) and ext not in ACCEPTED_EXTENSIONS:
             raise InvalidUpload(f"Files of type .{ext} are not accepted; {_accepted_sentence()}")
@@ -315,7 +330,8 @@ def _check_office(path: str, media_type: str, limits: Limits) -> dict:
             names = {i.filename for i in infos}
             if "[Content_Types].xml" not in names or main_part not in names:
                 raise InvalidUpload(f"The file is not a valid {noun}.")
-            content_types = zf.read("[Content_Types].xml") if zf.getinfo("[Content_Types].xml").file_size < 1024 * 1024 else b""
+            small = zf.getinfo("[Content_Types].xml").file_size < 1024 * 1024
+            content_types = zf.read("[Content_Types].xml") if small else b""
             if main_type not in content_types:
                 raise InvalidUpload(f"The file is not a valid {noun}.")
             total = 0
@@ -324,9 +340,11 @@ def _check_office(path: str, media_type: str, limits: Limits) -> dict:
                     while chunk := part.read(CHUNK):
                         total += len(chunk)
                         if total > limits.zip_max_uncompressed:
-                            raise InvalidUpload(f"The {noun} expands to more than {limits.zip_max_uncompressed:,} bytes.")
+                            raise InvalidUpload(
+                                f"The {noun} expands to more than {limits.zip_max_uncompressed:,} bytes.")
     except InvalidUpload:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError) as exc:
         raise InvalidUpload(f"The {noun} is damaged ({exc}).") from None
     return {}

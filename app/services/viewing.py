@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
-from flask import current_app, url_for
+from flask import current_app
 
 from app.errors import BadRequest, NotFound
-from app.extensions import db
 from app.models import Action, StoredFile
-from app.services import audit, signing
+from app.services import audit, signing, transaction
 from app.services.audit import Origin
 from app.services.files import download_name, find_file, missing_blob
 from app.services.images import fit_png, parse_page, parse_size, pdf_page_png, rendition_key
@@ -35,21 +34,6 @@ class Download:
 PREVIEW_BOX = (1200, 1600)
 
 
-def view_url(row: StoredFile, size: str | None = None, preview: int | None = None) -> str:
-    """A fresh signed, absolute view link for a file (VSee's `fullpath`).
-
-    `size` asks for an image rendition; `preview=<page>` asks for a PNG of that PDF page
-    (sized by `size`, else PREVIEW_BOX). Neither is signed: they only pick a rendition.
-    """
-    code, stamp = signing.sign(signing.VIEW, row.public_id)
-    params = {"auth_code": code, "time": stamp}
-    if size:
-        params["size"] = size
-    if preview:
-        params["preview"] = preview
-    return url_for("links.view_file", file_id=row.public_id, _external=True, **params)
-
-
 def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str | None,
               origin: Origin, preview: str | None = None) -> Download:
     """Check a signed link and open the file (or its rendition) for sending.
@@ -60,7 +44,7 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
         size: optional `WxH`; images come back as a PNG fitting the box, others ignore it.
         preview: optional 1-based page number; a PDF then comes back as a PNG of that page
             (fitting `size`, else PREVIEW_BOX). Ignored for other types, so plain `size=`
-            on a PDF still returns the PDF as the VSee documents say.
+            on a PDF still returns the PDF, as the view links' contract says.
     Raises:
         Forbidden: bad, tampered or expired link.
         NotFound: unknown, deleted or purged file (or its bytes are missing).
@@ -97,7 +81,7 @@ def open_file(row: StoredFile, origin: Origin, box: tuple[int, int] | None = Non
     size = f"{box[0]}x{box[1]}" if box and row.is_image else None
     audit.record(Action.VIEW, origin, actor=None, file=row, size=size,
                  **({"preview": page} if page and row.is_pdf else {}))
-    db.session.commit()
+    transaction.commit()
     return download
 
 

@@ -5,7 +5,7 @@ from flask import Flask, current_app
 
 from app.storage.base import BlobMissing, Storage, StorageError, new_key
 
-__all__ = ["BlobMissing", "Storage", "StorageError", "new_key", "get_storage", "init_storage"]
+__all__ = ["BlobMissing", "Storage", "StorageError", "get_storage", "init_storage", "new_key"]
 
 
 def build_storage(config) -> Storage:

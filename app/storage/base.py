@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO, BinaryIO
 from uuid import uuid4
 
 CHUNK = 1024 * 1024
@@ -38,7 +38,7 @@ class Storage(ABC):
     name: str
 
     @abstractmethod
-    def put(self, key: str, stream: BinaryIO) -> int:
+    def put(self, key: str, stream: IO[bytes]) -> int:
         """Copy the stream to `key` atomically (all or nothing); return the bytes written."""
 
     @abstractmethod

@@ -5,7 +5,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from app.storage.base import CHUNK, BlobMissing, Storage, StorageError, check_key
 
@@ -25,7 +25,7 @@ class FilesystemStorage(Storage):
     def _path(self, key: str) -> str:
         return os.path.join(self.root, *check_key(key).split("/"))
 
-    def put(self, key: str, stream: BinaryIO) -> int:
+    def put(self, key: str, stream: IO[bytes]) -> int:
         path = self._path(key)
         folder = os.path.dirname(path)
         tmp = None

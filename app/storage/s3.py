@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from app.storage.base import CHUNK, BlobMissing, Storage, StorageError, check_key
 
@@ -62,7 +62,7 @@ class S3Storage(Storage):
             return BlobMissing(key)
         return StorageError(f"cannot {what} {key} in s3://{self.bucket}: {exc}")
 
-    def put(self, key: str, stream: BinaryIO) -> int:
+    def put(self, key: str, stream: IO[bytes]) -> int:
         name = self._object(key)
         try:
             first = _read_full(stream, _PART)
@@ -73,7 +73,7 @@ class S3Storage(Storage):
         except (*self._errors, OSError) as exc:  # OSError: the source stream failed
             raise self._fail("write", key, exc) from exc
 
-    def _put_multipart(self, name: str, first: bytes, stream: BinaryIO) -> int:
+    def _put_multipart(self, name: str, first: bytes, stream: IO[bytes]) -> int:
         upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=name)["UploadId"]
         try:
             parts, written, chunk, number = [], 0, first, 1
@@ -98,7 +98,7 @@ class S3Storage(Storage):
     def open(self, key: str) -> BinaryIO:
         size = self.size(key)
         raw = _RangeReader(self, key, self._object(key), size)
-        return io.BufferedReader(raw, buffer_size=_READ_BUFFER)  # type: ignore[return-value]
+        return io.BufferedReader(raw, buffer_size=_READ_BUFFER)
 
     def size(self, key: str) -> int:
         try:
@@ -139,7 +139,7 @@ class S3Storage(Storage):
             token = page["NextContinuationToken"]
 
 
-def _read_full(stream: BinaryIO, size: int) -> bytes:
+def _read_full(stream: IO[bytes], size: int) -> bytes:
     """Up to `size` bytes; short only at the end of the stream."""
     parts, have = [], 0
     while have < size:

@@ -1,5 +1,5 @@
 """Server-rendered pages for patients and providers."""
-from flask import Flask, Response, redirect, request, url_for
+from flask import Flask, Response, redirect, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
@@ -13,8 +13,10 @@ PAGE_CSP = (
 
 
 def register_web(app: Flask) -> None:
+    from app.api import params
     from app.errors import BadRequest, Unauthorized, render_page_error
     from app.extensions import login_manager
+    from app.http import wants_json
     from app.services.accounts import get_user_by_id
     from app.web import auth, chart, documents, home
     from app.web.display import register_display
@@ -22,7 +24,8 @@ def register_web(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str):
-        return get_user_by_id(int(user_id)) if user_id.isascii() and user_id.isdigit() else None
+        number = params.row_id(user_id)
+        return get_user_by_id(number) if number is not None else None
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -30,7 +33,7 @@ def register_web(app: Flask) -> None:
 
     @login_manager.unauthorized_handler
     def unauthorized():
-        if request.accept_mimetypes.best == "application/json":  # the upload script
+        if wants_json():  # the upload script
             raise Unauthorized("Your session has ended; sign in again.")
         return redirect(url_for("auth.login", next=here()))
 

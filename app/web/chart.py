@@ -1,13 +1,12 @@
 """Providers' pages: the clinic's patients, and each patient's chart (Documents, Visits, Consents)."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app.errors import BadRequest, Conflict
-from app.models import Category, Channel, TargetType
+from app.models import Category, TargetType
 from app.services import accounts, files
-from app.services.audit import Origin
 from app.services.files import Target
 from app.web.documents import page_size, upload_form, visit_groups
 from app.web.forms import VisitForm
@@ -37,7 +36,7 @@ def documents(patient_id: int):
     patient = _patient(patient_id)
     if patient.id == current_user.id:
         return redirect(url_for("documents.index"))
-    listing = files.list_files(current_user, Target(patient), Category.USER_DOCUMENT,
+    listing = files.list_files(current_user, Target.chart(patient), Category.USER_DOCUMENT,
                                include_shared=True, page=page_number(), per_page=page_size())
     return render_template(
         "chart_documents.html", patient=patient, listing=listing, tab="documents",
@@ -57,7 +56,7 @@ def visits(patient_id: int):
     if form.validate_on_submit():
         try:
             visit = accounts.create_visit(patient, form.external_id.data or None, form.reason.data.strip(),
-                                          Origin.of(request, Channel.WEB), current_user)
+                                          g.origin, current_user)
         except (BadRequest, Conflict) as err:
             form.external_id.errors.append(err.message)
             status = 400
@@ -75,7 +74,7 @@ def visits(patient_id: int):
 def consents(patient_id: int):
     """A patient's signed consent forms."""
     patient = _patient(patient_id)
-    listing = files.list_files(current_user, Target(patient), Category.USER_CONSENT,
+    listing = files.list_files(current_user, Target.chart(patient), Category.USER_CONSENT,
                                page=page_number(), per_page=page_size())
     return render_template(
         "chart_consents.html", patient=patient, listing=listing, tab="consents",

@@ -9,7 +9,7 @@ from flask_login import current_user
 from app.models import Action, StoredFile, User
 from app.services import access, files
 from app.services.validation import ACCEPTED_EXTENSIONS, describe
-from app.services.viewing import view_url
+from app.urls import view_url
 from app.web.navigation import here, page_url
 
 THUMB_BOX = "128x128"  # shown at 64 CSS px: sharp on 2x screens

@@ -5,23 +5,20 @@ access rules (who may see, rename, delete or share) are the service's, never dec
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from app.api import params
 from app.errors import BadRequest, InvalidUpload, TooLarge
-from app.models import Action, Category, Channel, TargetType
-from app.services import accounts, files
-from app.services.audit import Origin
+from app.http import wants_json
+from app.models import Action, Category, TargetType
+from app.services import files
 from app.services.files import Target
 from app.services.paging import Page
 from app.web.forms import ConfirmForm, RenameForm, ShareForm, UploadForm
 from app.web.navigation import back, here, page_number, safe_next
 
 bp = Blueprint("documents", __name__)
-
-
-def _origin() -> Origin:
-    return Origin.of(request, Channel.WEB)
 
 
 def upload_form(category: Category, target_type: TargetType, target_id: str | int) -> UploadForm:
@@ -35,9 +32,8 @@ def upload_form(category: Category, target_type: TargetType, target_id: str | in
 def visit_groups(patient) -> list[tuple]:
     """(visit, its attachments, an upload form for it) for each of the patient's visits."""
     return [
-        (visit, Page.whole(files.list_all_files(current_user, Target(patient, visit))),
-         upload_form(Category.INTAKE_ATTACHMENT, TargetType.VISIT, visit.public_id))
-        for visit in accounts.list_visits(patient)
+        (visit, Page.whole(rows), upload_form(Category.INTAKE_ATTACHMENT, TargetType.VISIT, visit.public_id))
+        for visit, rows in files.list_visits_with_files(current_user, patient)
     ]
 
 
@@ -51,7 +47,7 @@ def index():
     """A patient's documents and files shared with them, newest first."""
     if current_user.is_staff:
         return redirect(url_for("chart.patients"))
-    listing = files.list_files(current_user, Target(current_user), Category.USER_DOCUMENT,
+    listing = files.list_files(current_user, Target.chart(current_user), Category.USER_DOCUMENT,
                                include_shared=True, page=page_number(), per_page=page_size())
     return render_template(
         "documents.html", listing=listing, tab="documents",
@@ -73,24 +69,24 @@ def visits():
 def upload():
     """Store one or several files; JSON per file for the script, else messages and a redirect."""
     form = UploadForm()
-    wants_json = request.accept_mimetypes.best == "application/json"
+    json_wanted = wants_json()
     category = files.parse_category(form.category.data)
-    target = files.resolve_target(current_user, form.target_type.data, form.target_id.data)
+    target = files.resolve_target(current_user, *params.target(form.target_type.data, form.target_id.data))
     chosen = [f for f in request.files.getlist(form.files.name) if f and f.filename]
     if not chosen:
-        if wants_json:
+        if json_wanted:
             raise BadRequest("Choose at least one file to upload.")
         flash("Choose at least one file to upload.", "error")
         return back(form.next.data)
     results = []
     for item in chosen:
         try:
-            row = files.upload(current_user, _origin(), item.stream, item.filename, category, target)
+            row = files.upload(current_user, g.origin, item.stream, item.filename, category, target)
         except (InvalidUpload, TooLarge) as err:  # per file: the others still go in
             results.append({"name": item.filename, "ok": False, "error": err.message})
         else:
             results.append({"name": row.name, "ok": True, "id": row.public_id})
-    if wants_json:
+    if json_wanted:
         failed = [r for r in results if not r["ok"]]
         resp = jsonify(files=results, message=failed[0]["error"] if failed else "Uploaded.")
         resp.status_code = 400 if failed and len(failed) == len(results) else 201
@@ -113,7 +109,7 @@ def rename(file_id: str):
             flash(message, "error")
         return back(form.next.data)
     try:
-        row = files.rename(current_user, _origin(), file_id, form.name.data)
+        row = files.rename(current_user, g.origin, file_id, form.name.data)
     except BadRequest as err:  # an empty or unprintable name: say so on the page
         flash(err.message, "error")
     else:
@@ -130,7 +126,7 @@ def delete(file_id: str):
         row = files.get_file(current_user, file_id, Action.DELETE)
         form.next.data = safe_next(request.args.get("next")) or ""
         return render_template("confirm_delete.html", row=row, form=form)
-    row = files.delete(current_user, _origin(), file_id)
+    row = files.delete(current_user, g.origin, file_id)
     flash(f"Deleted “{row.name}”.", "success")
     return back(form.next.data)
 
@@ -140,8 +136,8 @@ def delete(file_id: str):
 def share(file_id: str):
     """Share a file with the patient whose chart holds it, or stop sharing it."""
     form = ShareForm()
-    row = files.set_shared(current_user, _origin(), file_id, bool(form.shared.data))
-    who = row.patient.full_name
+    row = files.set_shared(current_user, g.origin, file_id, bool(form.shared.data))
+    who = row.patient.full_name if row.patient else "the patient"
     flash(f"Shared “{row.name}” with {who}." if row.shared else f"“{row.name}” is no longer shared with {who}.",
           "success")
     return back(form.next.data)

@@ -1,12 +1,14 @@
 """Where a page sends people next: safe `next` targets and each role's home page."""
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import redirect, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from app.api import params
 from app.errors import BadRequest
 
 
@@ -49,13 +51,13 @@ def here() -> str:
 
 def page_url(number: int) -> str:
     """This page's address with `page=number`, keeping its other query arguments (e.g. `q`)."""
-    args = {k: v for k, v in request.args.items() if k != "page"}
-    return url_for(request.endpoint, **(request.view_args or {}), **args, page=number)
+    args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "page"}
+    return url_for(request.endpoint or "home.index", **(request.view_args or {}), **args, page=number)
 
 
 def page_number() -> int:
     """`?page=N` (1 when absent). Raises BadRequest for junk, so links never silently lie."""
-    value = request.args.get("page", "1")
-    if not (value.isascii() and value.isdigit()) or len(value) > 6 or int(value) < 1:
-        raise BadRequest("The page number must be a whole number from 1.")
-    return int(value)
+    try:
+        return params.positive(request.args.get("page"), "page", maximum=999_999) or 1
+    except BadRequest:
+        raise BadRequest("The page number must be a whole number from 1.") from None

@@ -56,10 +56,10 @@ def live(tmp_path_factory):
         visit = accounts.create_visit(alice, "v-1", "Skin check")
         with open(DATA / "insurance-front.jpg", "rb") as fh:  # the patient's intake photo
             files.upload(alice, Origin.cli(), fh, "rash-photo.jpg", Category.INTAKE_ATTACHMENT,
-                         files.Target(alice, visit))
+                         files.Target.chart(alice, visit))
         with open(DATA / "lab-results.pdf", "rb") as fh:
             files.upload(provider, Origin.cli(), fh, "lab-results.pdf", Category.USER_DOCUMENT,
-                         files.Target(alice))
+                         files.Target.chart(alice))
         ids = {"alice": alice.id}
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

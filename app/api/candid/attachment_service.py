@@ -1,24 +1,27 @@
-"""Files that wait for a visit not created yet (Candid "charge capture external id").
+"""Candid encounter attachments, and files held for a visit not opened yet ("charge capture
+external id"): the dialect's own service over the core file service.
 
-A clinic's billing system uploads an encounter attachment naming the external id the visit
-will carry. Until accounts.create_visit opens that visit the file has no patient and no
-target: only staff reach it, and no visit listing shows it. create_visit calls
-attach_waiting() inside its own transaction, so a visit never exists without its files.
+A clinic's billing system uploads an attachment naming the external id the visit will carry.
+Until a visit with that id is opened, the file is held in the clinic (core: Target.held): only
+staff reach it and no visit lists it. `attach_held` listens to accounts.visit_opened, so the
+visit and its files commit together; both sides take the clinic's lock first, so an upload
+racing the visit's creation always sees it or is seen by it.
 """
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from sqlalchemy import select
 
-from app.errors import BadRequest, Forbidden
+from app.api.candid.models import AttachmentType, CandidAttachment
+from app.errors import BadRequest, Forbidden, NotFound
 from app.extensions import db
-from app.models import Action, Category, StoredFile, TargetType, User, Visit
-from app.models.base import utcnow
-from app.services import access, audit, files
+from app.models import Action, Category, StoredFile, User, Visit
+from app.services import access, accounts, files, transaction
 from app.services.audit import Origin
 
 MAX_EXTERNAL_ID = 200  # Visit.external_id's column size
+MAX_DESCRIPTION = 1000
 
 
 def clean_external_id(value: str | None) -> str:
@@ -37,73 +40,115 @@ def _visit(account_id: int, external_id: str) -> Visit | None:
     )
 
 
-def upload(actor: User, origin: Origin, stream: BinaryIO, filename: str | None, external_id: str,
-           attrs: dict[str, Any] | None = None) -> StoredFile:
-    """Store an intake attachment for the visit with `external_id`, now or when it is created.
+def upload(actor: User, origin: Origin, stream: IO[bytes], filename: str | None,
+           target: files.Target, attachment_type: AttachmentType,
+           description: str | None = None) -> StoredFile:
+    """Attach a file to an encounter (a visit target) with its Candid details; one commit.
 
-    If that visit exists the file joins it at once (the usual upload rules apply). Otherwise
-    it waits in the actor's clinic; only staff may leave files waiting, and a patient gets the
-    same Forbidden whether or not someone else's visit has that id (nothing leaks).
-    Args:
-        attrs: extra StoredFile columns (attachment_type, description).
-    Raises:
-        BadRequest: empty or too long external id, or what files.upload raises.
-        Forbidden: a patient naming a visit that is not theirs, or none.
-        TooLarge, InvalidUpload, NotFound: as files.upload.
+    Raises BadRequest (a description over MAX_DESCRIPTION), or what files.store raises.
     """
-    external_id = clean_external_id(external_id)
-    attrs = {**(attrs or {}), "charge_capture_external_id": external_id}
-    visit = _visit(actor.account_id, external_id)
-    if visit is not None and (actor.is_staff or visit.patient_id == actor.id):
-        target: files.Target | files.WaitingTarget = files.Target(visit.patient, visit)
-    elif actor.is_patient:
-        raise Forbidden("Only clinic staff may upload files for an encounter that does not exist yet.")
-    else:
-        target = files.WaitingTarget(actor.account_id, external_id)
-    row = files.upload(actor, origin, stream, filename, Category.INTAKE_ATTACHMENT, target, attrs)
-    if row.is_waiting:
-        # The visit may have been created while the bytes were being checked.
-        visit = _visit(actor.account_id, external_id)
-        if visit is not None and attach_waiting(visit, origin, actor):
-            db.session.commit()
+    _check_description(description)
+    row = files.store(actor, origin, stream, filename, Category.INTAKE_ATTACHMENT, target)
+    _add_details(row, attachment_type, description)
+    transaction.commit()
     return row
 
 
-def attach_waiting(visit: Visit, origin: Origin, actor: User | None = None) -> int:
-    """Attach every file waiting for this visit's external id to it; return how many.
+def upload_for_external_id(actor: User, origin: Origin, stream: IO[bytes], filename: str | None,
+                           external_id: str, attachment_type: AttachmentType,
+                           description: str | None = None) -> StoredFile:
+    """Store an intake attachment for the visit with `external_id`, now or when it is opened.
 
-    Each attachment is audited (Action.ATTACH) as done by `actor` through `origin`.
-
-    Called by accounts.create_visit before its commit (no commit here), so the visit and
-    its files appear together. Deleted waiting files are attached too, so a restore puts
-    them where they belong.
-    """
-    if not visit.external_id:
-        return 0
-    rows = list(db.session.scalars(select(StoredFile).where(
-        StoredFile.account_id == visit.account_id,
-        StoredFile.charge_capture_external_id == visit.external_id,
-        StoredFile.patient_id.is_(None),
-    )))
-    now = utcnow()
-    for row in rows:
-        row.patient_id, row.visit_id = visit.patient_id, visit.id
-        row.target_type, row.target_id = TargetType.VISIT.value, visit.id
-        row.modified_at = now
-        audit.record(Action.ATTACH, origin, actor=actor, file=row, visit=visit.public_id,
-                     external_id=visit.external_id)
-    return len(rows)
-
-
-def list_files(actor: User, external_id: str) -> list[StoredFile]:
-    """The live files uploaded for an external id (waiting or attached) the actor may view.
-
-    Oldest first, the order they were uploaded in. Raises BadRequest for an empty id.
+    If that visit exists the file joins it at once (the usual upload rules apply). Otherwise
+    it is held in the actor's clinic; only staff may hold files, and a patient gets the same
+    Forbidden whether or not someone else's visit has that id (nothing leaks). One commit.
+    Raises:
+        BadRequest: empty or too long external id, or what files.store raises.
+        Forbidden: a patient naming a visit that is not theirs, or none.
+        TooLarge, InvalidUpload, NotFound: as files.store.
     """
     external_id = clean_external_id(external_id)
-    rows = db.session.scalars(select(StoredFile).where(
-        StoredFile.account_id == actor.account_id,
-        StoredFile.charge_capture_external_id == external_id,
-        StoredFile.deleted_at.is_(None),
-    ).order_by(StoredFile.created_at, StoredFile.id))
-    return [row for row in rows if access.can(actor, row, Action.VIEW)]
+    _check_description(description)
+    visit = _visit(actor.account_id, external_id)
+    if actor.is_patient and (visit is None or visit.patient_id != actor.id):
+        raise Forbidden("Only clinic staff may upload files for an encounter that does not exist yet.")
+    # Checked early (no body read for a refusal), then again under the lock after the bytes are
+    # validated: the visit may have been opened meanwhile.
+    files.check_upload(actor, Category.INTAKE_ATTACHMENT,
+                       files.Target.chart(visit.patient, visit) if visit else files.Target.held(actor.account_id))
+    received = files.receive(stream, filename, Category.INTAKE_ATTACHMENT)
+    accounts.lock_clinic(actor.account_id)
+    visit = _visit(actor.account_id, external_id)
+    target = files.Target.chart(visit.patient, visit) if visit else files.Target.held(actor.account_id)
+    row = files.record(actor, origin, received, Category.INTAKE_ATTACHMENT, target)
+    _add_details(row, attachment_type, description, external_id)
+    transaction.commit()
+    return row
+
+
+def _check_description(description: str | None) -> None:
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise BadRequest(f"description has at most {MAX_DESCRIPTION} characters.")
+
+
+def _add_details(row: StoredFile, attachment_type: AttachmentType, description: str | None,
+                 external_id: str | None = None) -> None:
+    db.session.add(CandidAttachment(file_id=row.id, account_id=row.account_id,
+                                    attachment_type=attachment_type.value, description=description or None,
+                                    charge_capture_external_id=external_id))
+
+
+@accounts.visit_opened.connect
+def attach_held(visit: Visit, origin: Origin, actor: User | None = None, **_: Any) -> None:
+    """File every live or deleted file held for this visit's external id into it (audited as
+    ATTACH); runs inside the visit's transaction, so the visit comes with its files. Deleted
+    held files are filed too, so a restore puts them where they belong."""
+    if not visit.external_id:
+        return
+    held = db.session.scalars(
+        select(StoredFile).join(CandidAttachment, CandidAttachment.file_id == StoredFile.id).where(
+            CandidAttachment.account_id == visit.account_id,
+            CandidAttachment.charge_capture_external_id == visit.external_id,
+            StoredFile.patient_id.is_(None),
+        )
+    )
+    for row in held:
+        files.file_to_visit(row, visit, origin, actor)
+
+
+def details(rows: list[StoredFile]) -> dict[int, CandidAttachment]:
+    """The Candid details of these files, by file id, in one query (files from other doors
+    have none)."""
+    ids = [row.id for row in rows]
+    if not ids:
+        return {}
+    return {a.file_id: a for a in db.session.scalars(select(CandidAttachment).where(CandidAttachment.file_id.in_(ids)))}
+
+
+def list_for_external_id(actor: User, external_id: str) -> list[tuple[StoredFile, CandidAttachment]]:
+    """The live files uploaded for an external id (held or filed) the actor may view, with
+    their details, oldest first (the order they were uploaded in). Raises BadRequest for an
+    empty id."""
+    external_id = clean_external_id(external_id)
+    rows = db.session.execute(
+        select(StoredFile, CandidAttachment).join(CandidAttachment, CandidAttachment.file_id == StoredFile.id)
+        .where(CandidAttachment.account_id == actor.account_id,
+               CandidAttachment.charge_capture_external_id == external_id,
+               StoredFile.deleted_at.is_(None))
+        .order_by(StoredFile.created_at, StoredFile.id)
+    ).all()
+    return [(row, detail) for row, detail in rows if access.can(actor, row, Action.VIEW)]
+
+
+def delete_for_external_id(actor: User, origin: Origin, file_id: str, external_id: str) -> StoredFile:
+    """Soft-delete one file uploaded for this external id (held or filed).
+
+    Raises NotFound (no such file for that id in the actor's clinic) or Forbidden.
+    """
+    external_id = clean_external_id(external_id)
+    row = files.find_file(file_id)
+    detail = db.session.get(CandidAttachment, row.id) if row is not None else None
+    if row is None or detail is None or detail.charge_capture_external_id != external_id \
+            or detail.account_id != actor.account_id:
+        raise NotFound("No such file.")
+    return files.delete(actor, origin, row.id, held=True)

@@ -1,4 +1,4 @@
-"""Candid pre-encounter images: versioned metadata, and bytes behind a signed URL.
+"""Candid pre-encounter images (the dialect's own service): versioned metadata, and bytes behind a signed URL.
 
 An image is metadata (file name, status, the coverage side or patient it belongs to) whose
 every change bumps `version`; a writer names the version it read, so a stale write is a
@@ -11,23 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any
 
-from flask import url_for
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
+from app.api.candid.models import CandidImage, CoverageSide, ImageStatus
+from app.api.params import row_id
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.extensions import db
-from app.models import Action, CandidImage, Category, CoverageSide, ImageStatus, User
+from app.models import Action, Category, User
 from app.models.base import utcnow
-from app.services import accounts, audit, files, signing, viewing
+from app.services import accounts, audit, files, signing, transaction, viewing
 from app.services.audit import Origin
-from app.services.files import parse_id
 from app.services.viewing import Download
 
+#: The signature purpose of an image's signed URL (PUT or GET its bytes).
+CONTENT = "candid-image"
+
 #: Candid's camelCase sort_field values and the columns they sort by.
-SORT_FIELDS = {
+SORT_FIELDS: dict[str, Any] = {
     "updatedAt": CandidImage.updated_at, "fileName": CandidImage.file_name,
     "displayName": CandidImage.display_name, "fileType": CandidImage.file_type,
     "status": CandidImage.status,
@@ -127,7 +129,7 @@ def create(actor: User, origin: Origin, body: Any) -> CandidImage:
     db.session.add(row)
     db.session.flush()
     _audit(Action.CREATE, origin, actor, row)
-    _commit(fields)
+    transaction.commit(conflict=_clash_message(fields))
     return row
 
 
@@ -146,7 +148,7 @@ def update(actor: User, origin: Origin, image_id: str, version: str, body: Any) 
     row.deactivated = False
     row.version += 1
     _audit(Action.UPDATE, origin, actor, row)
-    _commit(fields)
+    transaction.commit(conflict=_clash_message(fields))
     return row
 
 
@@ -162,7 +164,7 @@ def deactivate(actor: User, origin: Origin, image_id: str, version: str) -> Cand
         _touch(actor, row)
         row.version += 1
         _audit(Action.DEACTIVATE, origin, actor, row)
-        db.session.commit()
+        transaction.commit()
     return row
 
 
@@ -184,7 +186,7 @@ def search(actor: User, params: Mapping[str, str]) -> list[CandidImage]:
     query = _visible(actor).where(CandidImage.deactivated.is_(False))
     patient_id = params.get("patient_id")
     if patient_id:
-        number = parse_id(patient_id)
+        number = row_id(patient_id)
         if number is None:
             return []
         query = query.where(CandidImage.patient_id == number)
@@ -200,7 +202,7 @@ def search(actor: User, params: Mapping[str, str]) -> list[CandidImage]:
 def _apply(actor: User, row: CandidImage, fields: MutableImage) -> None:
     patient_id = None
     if fields.patient_id is not None:
-        number = parse_id(fields.patient_id)
+        number = row_id(fields.patient_id)
         if number is None:
             raise NotFound(f"No patient with id {fields.patient_id!r}.")
         patient_id = accounts.get_patient(actor, number).id
@@ -209,7 +211,7 @@ def _apply(actor: User, row: CandidImage, fields: MutableImage) -> None:
     if fields.coverage_id is not None:
         clash = db.session.scalar(select(CandidImage.id).where(
             CandidImage.account_id == row.account_id, CandidImage.coverage_id == fields.coverage_id,
-            CandidImage.coverage_side == fields.coverage_side.value,
+            CandidImage.coverage_side == (fields.coverage_side.value if fields.coverage_side else None),
             CandidImage.deactivated.is_(False), CandidImage.id != (row.id or ""),
         ))
         if clash is not None:
@@ -237,27 +239,19 @@ def _clash_message(fields: MutableImage) -> str:
     return f"An active {side} image already exists for coverage {fields.coverage_id}."
 
 
-def _commit(fields: MutableImage) -> None:
-    try:
-        db.session.commit()
-    except IntegrityError:  # a concurrent writer took the coverage side first
-        db.session.rollback()
-        raise Conflict(_clash_message(fields)) from None
-
-
 def _check_version(row: CandidImage, version: str) -> None:
-    if parse_id(version) is None:
+    if row_id(version) is None:
         raise BadRequest("The version in the path must be a whole number.")
     if int(version) != row.version:
         raise Conflict(f"Version {version} is not the latest ({row.version}).",
                        latest_version=row.version)
 
 
-def signed_url(actor: User, row: CandidImage) -> str:
-    """A fresh signed URL that PUTs or GETs the image's bytes, acting as `actor`."""
-    code, stamp = signing.sign(signing.CANDID_IMAGE, _signed_id(row.id, actor.id))
-    return url_for("candid_images.image_content", image_id=row.id, by=actor.id,
-                   auth_code=code, time=stamp, _external=True)
+def content_grant(actor: User, row: CandidImage) -> dict[str, Any]:
+    """The query parameters of a fresh signed URL that PUTs or GETs the image's bytes as
+    `actor`: {"by", "auth_code", "time"} (the door builds the URL)."""
+    code, stamp = signing.sign(CONTENT, _signed_id(row.id, actor.id))
+    return {"by": actor.id, "auth_code": code, "time": stamp}
 
 
 def _signed_id(image_id: str, user_id: int | str) -> str:
@@ -267,8 +261,8 @@ def _signed_id(image_id: str, user_id: int | str) -> str:
 def _link_user(image_id: str, by: str | None, auth_code: str | None, stamp: str | None) -> User:
     """The user a signed image URL acts for. Raises Forbidden for a bad or expired link."""
     by = by or ""
-    signing.verify(signing.CANDID_IMAGE, _signed_id(image_id, by), auth_code, stamp)
-    user_id = parse_id(by)
+    signing.verify(CONTENT, _signed_id(image_id, by), auth_code, stamp)
+    user_id = row_id(by)
     user = accounts.get_user_by_id(user_id) if user_id is not None else None
     if user is None or not user.active:
         raise Forbidden("This link is not valid.")
@@ -276,8 +270,9 @@ def _link_user(image_id: str, by: str | None, auth_code: str | None, stamp: str 
 
 
 def upload_content(origin: Origin, image_id: str, by: str | None, auth_code: str | None,
-                   stamp: str | None, stream: BinaryIO) -> CandidImage:
-    """Store the bytes PUT to a signed URL and mark the image UPLOADED (version+1).
+                   stamp: str | None, stream: IO[bytes]) -> CandidImage:
+    """Store the bytes PUT to a signed URL and mark the image UPLOADED (version+1), in one
+    commit, audited both as the file's upload and as the image's update.
 
     The bytes are validated like any upload (named by the image's file_name) and become a
     user_document in the image patient's chart, uploaded as the user the URL was minted for.
@@ -294,13 +289,14 @@ def upload_content(origin: Origin, image_id: str, by: str | None, auth_code: str
     if row.patient_id is None:
         raise BadRequest("The image has no patient; set patient.id before uploading its bytes.")
     patient = accounts.get_patient(user, row.patient_id)
-    stored = files.upload(user, origin, stream, row.file_name or None, Category.USER_DOCUMENT,
-                          files.Target(patient))
-    row.file_id = stored.id
+    stored = files.store(user, origin, stream, row.file_name or None, Category.USER_DOCUMENT,
+                         files.Target.chart(patient))
+    row.file, row.file_id = stored, stored.id
     row.status = ImageStatus.UPLOADED.value
     _touch(user, row)
     row.version += 1
-    db.session.commit()
+    _audit(Action.UPDATE, origin, user, row)
+    transaction.commit()
     return row
 
 

@@ -1,15 +1,49 @@
-"""Candid pre-encounter image metadata, and the enumerations of both Candid dialects."""
+"""Candid's own tables: pre-encounter image metadata and encounter-attachment details, and the
+enumerations of both Candid dialects. The bytes are core StoredFiles; these rows point at them.
+"""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
-from app.models.accounts import Account
+from app.extensions import Model
+from app.models import Account, StoredFile
 from app.models.base import UTCDateTime, new_uuid, utcnow
-from app.models.files import StoredFile
+
+
+class ImageStatus(StrEnum):
+    """Pre-encounter image upload states."""
+
+    PENDING = "PENDING"
+    UPLOADED = "UPLOADED"
+    FAILED = "FAILED"
+
+
+class CoverageSide(StrEnum):
+    FRONT = "FRONT"
+    BACK = "BACK"
+
+
+class AttachmentType(StrEnum):
+    """Encounter attachment types (CandidAttachment.attachment_type): every value Candid's
+    SDK offers (candidhealth's EncounterAttachmentType)."""
+
+    DOCUMENTATION = "DOCUMENTATION"
+    EOB = "EOB"
+    OTHER = "OTHER"
+    APPEAL_LETTER = "APPEAL_LETTER"
+    CERTIFICATION = "CERTIFICATION"
+    CONSENT_FORM = "CONSENT_FORM"
+    JUSTIFICATION_OF_ADMISSION = "JUSTIFICATION_OF_ADMISSION"
+    LABORATORY_RESULTS = "LABORATORY_RESULTS"
+    MEDICAL_RECORD_ATTACHMENT = "MEDICAL_RECORD_ATTACHMENT"
+    OPERATIVE_NOTE = "OPERATIVE_NOTE"
+    PHYSICAL_THERAPY_NOTE = "PHYSICAL_THERAPY_NOTE"
+    REFERRAL_FORM = "REFERRAL_FORM"
+    SUPPORT_DATA_FOR_CLAIM = "SUPPORT_DATA_FOR_CLAIM"
 
 
 # Only the live (non-deactivated) image may hold a coverage side; the partial index makes
@@ -17,7 +51,7 @@ from app.models.files import StoredFile
 _ACTIVE = text("NOT deactivated")
 
 
-class CandidImage(db.Model):
+class CandidImage(Model):
     """One image's metadata; every change bumps `version` (optimistic concurrency)."""
 
     __tablename__ = "candid_images"
@@ -47,3 +81,25 @@ class CandidImage(db.Model):
 
     account: Mapped[Account] = relationship(lazy="joined")
     file: Mapped[StoredFile | None] = relationship()
+
+
+class CandidAttachment(Model):
+    """What Candid keeps about a file uploaded as an encounter attachment (one row per file).
+
+    A charge-capture upload names the external id of its visit; the file is held in the
+    clinic until a visit with that id is opened, and the id stays so the
+    by-charge-capture-external-id endpoints find the file before and after.
+    """
+
+    __tablename__ = "candid_attachments"
+    __table_args__ = (
+        Index("ix_candid_attachments_charge_capture", "account_id", "charge_capture_external_id"),
+    )
+
+    file_id: Mapped[int] = mapped_column(ForeignKey("stored_files.id"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    attachment_type: Mapped[str] = mapped_column(String(32))  # an AttachmentType
+    description: Mapped[str | None] = mapped_column(String(1000))
+    charge_capture_external_id: Mapped[str | None] = mapped_column(String(200))
+
+    file: Mapped[StoredFile] = relationship(lazy="joined")

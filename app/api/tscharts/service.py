@@ -1,25 +1,24 @@
-"""Chart images (tscharts): PNG/JPEG files of a patient tagged with an image type, clinic and station.
+"""Chart images (tscharts' own service): PNG/JPEG files of a patient tagged with an image
+type, clinic and station.
 
 They are ordinary `user_document` files of the patient (one store: every door and the pages
-see them); the tags live in indexed StoredFile columns so tscharts' searches are index lookups.
-Only files uploaded with a type are chart images: any other file id answers NotFound here.
+see them); the tags live in tscharts' own indexed table. Only files uploaded with a type are
+chart images: any other file id answers NotFound here.
 """
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, replace
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
-from app.errors import InvalidUpload, NotFound
+from app.api.tscharts.models import ChartImage, ImageType
+from app.errors import NotFound
 from app.extensions import db
 from app.models import Action, Category, StoredFile, User
-from app.models.enums import ImageType
-from app.services import accounts, files
+from app.services import accounts, files, transaction
 from app.services.audit import Origin
-from app.services.validation import JPEG, PNG, sniff
-
-_EXT = {PNG: "png", JPEG: "jpg"}
+from app.services.validation import IMAGES
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class ImageQuery:
 
 def upload_image(actor: User, origin: Origin, data: bytes, patient_id: int, image_type: ImageType,
                  clinic: int | None = None, station: int | None = None) -> StoredFile:
-    """Store decoded image bytes as a chart image of a patient.
+    """Store decoded image bytes as a chart image of a patient, in one commit.
 
     Args:
         data: the image's bytes (PNG or JPEG; validated like any upload).
@@ -47,43 +46,37 @@ def upload_image(actor: User, origin: Origin, data: bytes, patient_id: int, imag
         TooLarge: over UPLOAD_MAX_BYTES.
     """
     patient = accounts.get_patient(actor, patient_id)
-    try:
-        kind = sniff(data[:16], "")
-    except InvalidUpload:
-        kind = None
-    if kind not in _EXT:
-        raise InvalidUpload("The image data must be a base64-encoded PNG or JPEG image.")
-    # The name only labels the file; its extension follows the first bytes so that the
-    # validator's name/content agreement check passes only for real images.
-    name = f"{image_type.value.lower()}-{patient.id}.{_EXT[kind]}"
-    attrs = {"image_type": image_type.value, "tscharts_clinic": clinic, "tscharts_station": station}
-    return files.upload(actor, origin, io.BytesIO(data), name, Category.USER_DOCUMENT,
-                        files.Target(patient), attrs=attrs)
-
-
-def _image(actor: User, image_id: int, action: Action) -> StoredFile:
-    row = files.get_file(actor, image_id, action)
-    if row.image_type is None or not row.is_image:
-        raise NotFound("Not found.")
+    row = files.store(actor, origin, io.BytesIO(data), f"{image_type.value.lower()}-{patient.id}",
+                      Category.USER_DOCUMENT, files.Target.chart(patient), accept=IMAGES, add_extension=True)
+    db.session.add(ChartImage(file_id=row.id, image_type=image_type.value, clinic=clinic, station=station))
+    transaction.commit()
     return row
 
 
-def get_image(actor: User, origin: Origin, image_id: int) -> tuple[StoredFile, bytes]:
-    """A chart image and its bytes (audited as a view). Raises NotFound."""
-    row = _image(actor, image_id, Action.VIEW)
-    return files.read_content(actor, origin, row.id)
+def _image(actor: User, image_id: int, action: Action) -> tuple[StoredFile, ChartImage]:
+    row = files.get_file(actor, image_id, action)
+    tags = db.session.get(ChartImage, row.id)
+    if tags is None or not row.is_image:
+        raise NotFound("Not found.")
+    return row, tags
+
+
+def get_image(actor: User, origin: Origin, image_id: int) -> tuple[StoredFile, ChartImage, bytes]:
+    """A chart image, its tags and its bytes (audited as a view). Raises NotFound."""
+    _, tags = _image(actor, image_id, Action.VIEW)
+    row, data = files.read_content(actor, origin, image_id)
+    return row, tags, data
 
 
 def delete_image(actor: User, origin: Origin, image_id: int) -> None:
     """Soft-delete a chart image, like any file. Raises NotFound (or Forbidden)."""
-    row = _image(actor, image_id, Action.DELETE)
+    row, _ = _image(actor, image_id, Action.DELETE)
     files.delete(actor, origin, row.id)
 
 
-def _search(actor: User, query: ImageQuery):
-    stmt = select(StoredFile.id).where(
+def _search(actor: User, query: ImageQuery) -> Select:
+    stmt = select(StoredFile.id).join(ChartImage, ChartImage.file_id == StoredFile.id).where(
         StoredFile.account_id == actor.account_id,
-        StoredFile.image_type.is_not(None),
         StoredFile.deleted_at.is_(None),
     )
     if query.patient_id is not None:
@@ -92,11 +85,11 @@ def _search(actor: User, query: ImageQuery):
     if actor.is_patient:  # a patient sees their own chart only
         stmt = stmt.where(StoredFile.patient_id == actor.id)
     if query.image_type is not None:
-        stmt = stmt.where(StoredFile.image_type == query.image_type.value)
+        stmt = stmt.where(ChartImage.image_type == query.image_type.value)
     if query.clinic is not None:
-        stmt = stmt.where(StoredFile.tscharts_clinic == query.clinic)
+        stmt = stmt.where(ChartImage.clinic == query.clinic)
     if query.station is not None:
-        stmt = stmt.where(StoredFile.tscharts_station == query.station)
+        stmt = stmt.where(ChartImage.station == query.station)
     if query.newest_first:
         return stmt.order_by(StoredFile.created_at.desc(), StoredFile.id.desc())
     return stmt.order_by(StoredFile.id)
@@ -113,9 +106,9 @@ def find_image_ids(actor: User, query: ImageQuery) -> list[int]:
     return ids
 
 
-def newest_image(actor: User, origin: Origin, query: ImageQuery) -> tuple[StoredFile, bytes]:
-    """The newest matching chart image and its bytes. Raises NotFound as find_image_ids."""
+def newest_image(actor: User, origin: Origin, query: ImageQuery) -> tuple[StoredFile, ChartImage, bytes]:
+    """The newest matching chart image, its tags and its bytes. Raises NotFound as find_image_ids."""
     newest = db.session.scalar(_search(actor, replace(query, newest_first=True)).limit(1))
     if newest is None:
         raise NotFound("No images match.")
-    return files.read_content(actor, origin, newest)
+    return get_image(actor, origin, newest)
