@@ -31,6 +31,11 @@ class Defaults:
     ZIP_MAX_UNCOMPRESSED = 100 * MIB
     SIGNED_URL_TTL = 3600  # seconds a view link stays valid
     SIGNED_URL_SKEW = 60  # seconds a link's time may lie in the future
+    TRASH_RETENTION_DAYS = 30  # a deleted file can be restored this long; `files purge` after
+    ORPHAN_GRACE_HOURS = 24  # debris (orphan blobs, temp and partial files) younger than this is kept
+    # Downloads up to this size are checked against their sha256 before the first byte is sent
+    # (a clear error instead of a broken transfer); larger ones are checked as they stream.
+    VERIFY_BEFORE_SEND_BYTES = 1 * MIB
     API_PAGE_SIZE = 100
     API_PAGE_SIZE_MAX = 500
     WEB_PAGE_SIZE = 25
