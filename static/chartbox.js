@@ -242,7 +242,13 @@
       document.getElementById("confirm-next").value = window.location.pathname + window.location.search;
       document.getElementById("confirm-title").textContent = "Delete “" + link.dataset.name + "”?";
       document.getElementById("confirm-text").textContent =
-        "It will disappear from this chart. The clinic can restore it for a while if you change your mind.";
+        "It will disappear from this chart. You can undo it, or restore it from Recently deleted.";
+      var reasonField = document.getElementById("confirm-reason-field");
+      var reason = document.getElementById("confirm-reason");
+      var needsReason = link.hasAttribute("data-needs-reason");
+      reasonField.hidden = !needsReason;
+      reason.required = needsReason;
+      reason.value = "";
       dialog.showModal();
       document.getElementById("confirm-cancel").focus();
     });

@@ -5,6 +5,7 @@ so a wrong rule in access.py fails here:
 
 | category          | patient (own)                 | provider (same account)    | admin |
 | user_document     | view, upload, rename, delete  | view, upload, rename, del. | all   |
+|   (staff's: a clinical record; the patient may only view it)                                  |
 | intake_attachment | view, upload to own visit     | view, upload, rename, del. | all   |
 | user_consent      | view, upload                  | view, upload               | all   |
 | user_avatar       | view, replace, delete         | view                       | all   |
@@ -197,6 +198,34 @@ def test_patients_list_their_own_chart_by_default(client, world, actor):
     assert resp.status_code == 200
     count = 3 if actor == "patient" else 0
     assert len(resp.json["data"]) == count
+
+
+# -- a clinical record: a document staff added to the patient's chart ----------------------------------
+
+CLINICAL = {"view": {"patient", "provider", "admin"}, "rename": {"provider", "admin"},
+            "delete": {"provider", "admin"}}
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+def test_a_clinical_record(client, world, make_file, actor):
+    """A document staff added: the patient views it; only staff rename or delete it."""
+    record = make_file(world.users["provider"], "notes.txt", patient=world.users["patient"])
+    path, headers = f"/api_v3/files/{record.public_id}", world.headers(actor)
+
+    def want(action: str) -> int:
+        return 404 if actor in OUT_OF_SCOPE else 200 if actor in CLINICAL[action] else 403
+
+    got = client.get(path, headers=headers)
+    assert got.status_code == want("view")
+    if got.status_code == 200:
+        assert got.json["data"]["is_deletable"] is (want("delete") == 200)
+    renamed = client.post(path, headers=headers, data={"name": "renamed.txt"})
+    assert renamed.status_code == want("rename") and (renamed.json.get("code") in (None, want("rename")))
+    deleted = client.delete(path, headers=headers)
+    assert deleted.status_code == want("delete")
+    db.session.refresh(record)
+    assert (record.name == "renamed.txt") is (want("rename") == 200)
+    assert (record.deleted_at is not None) is (want("delete") == 200)
 
 
 # -- deleted files answer 404 to everyone ------------------------------------------------------------

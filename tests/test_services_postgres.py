@@ -22,6 +22,7 @@ from test_access import (
     world,  # noqa: F401 - the access matrix's fixture, reused on PostgreSQL
 )
 from test_migrations import current_revisions, quiet_logging_config, schema_diffs, script_heads
+from test_trash import people  # noqa: F401 - the trash tests' fixture, reused on PostgreSQL
 
 from app import create_app
 from app.extensions import db
@@ -174,3 +175,15 @@ def test_a_held_upload_racing_its_visit_still_joins_it(app, make_user):
     from test_api_candid_attachments import race_a_held_upload_against_its_visit
 
     race_a_held_upload_against_its_visit(app, make_user)
+
+
+def test_concurrent_renames_count_every_change_on_postgres(app, people, make_file):
+    from test_trash import concurrent_renames_count_every_change
+
+    concurrent_renames_count_every_change(app, people, make_file)
+
+
+def test_a_rename_racing_a_delete_never_wins_after_it_on_postgres(app, people, make_file):
+    from test_trash import a_rename_racing_a_delete_never_wins_after_it
+
+    a_rename_racing_a_delete_never_wins_after_it(app, people, make_file)

@@ -54,6 +54,7 @@ class StoredFile(Model):
 
     account: Mapped[Account] = relationship(lazy="joined")
     creator: Mapped[User] = relationship(foreign_keys=[creator_id], lazy="joined")
+    deleted_by: Mapped[User | None] = relationship(foreign_keys=[deleted_by_id])
     patient: Mapped[User | None] = relationship(foreign_keys=[patient_id])
     visit: Mapped[Visit | None] = relationship()
 

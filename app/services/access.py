@@ -1,7 +1,9 @@
 """Who may do what to which file: the one place the access rules live (design.md's matrix).
 
 Out of scope (another clinic, another patient's chart) answers NotFound so existence never
-leaks; a file the caller may see but not change answers Forbidden.
+leaks; a file the caller may see but not change answers Forbidden. A patient changes only
+files they uploaded themselves: what staff add (through any door) is a clinical record, which
+the patient may view but never rename, delete or restore.
 """
 from __future__ import annotations
 
@@ -12,17 +14,19 @@ _ALL = frozenset(Action)
 # Sharing puts a file on the patient's Documents page: documents are there already and an
 # avatar is a picture of a person, so those two categories have nothing to share.
 _ALL_BUT_SHARING = _ALL - {Action.SHARE, Action.UNSHARE}
+# A patient's own changes, which never reach a clinical record (see check()).
+OWNER_ONLY = frozenset({Action.RENAME, Action.DELETE, Action.RESTORE})
 # Actions per (category, role) on a file inside the caller's scope.
 RULES: dict[Category, dict[Role, frozenset[Action]]] = {
     Category.USER_DOCUMENT: {
-        Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE}),
-        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE}),
+        Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.RESTORE}),
+        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.RESTORE}),
         Role.ADMIN: _ALL_BUT_SHARING,
     },
     Category.INTAKE_ATTACHMENT: {
         Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD}),
-        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.SHARE,
-                                  Action.UNSHARE}),
+        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.RESTORE,
+                                  Action.SHARE, Action.UNSHARE}),
         Role.ADMIN: _ALL,
     },
     Category.USER_CONSENT: {
@@ -31,9 +35,10 @@ RULES: dict[Category, dict[Role, frozenset[Action]]] = {
         Role.ADMIN: _ALL,
     },
     Category.USER_AVATAR: {
+        # A new picture replaces the old, so an old one is never restored (two would be live).
         Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD, Action.DELETE}),
         Role.PROVIDER: frozenset({Action.VIEW}),
-        Role.ADMIN: _ALL_BUT_SHARING,
+        Role.ADMIN: _ALL_BUT_SHARING - {Action.RESTORE},
     },
 }
 
@@ -67,14 +72,32 @@ def can(actor: User, file: StoredFile, action: Action) -> bool:
 
 
 def check(actor: User, file: StoredFile, action: Action) -> None:
-    """Raise NotFound (out of scope or deleted) or Forbidden (visible, not allowed)."""
-    if file.is_deleted and actor.role != Role.ADMIN:
+    """Raise NotFound (out of scope; deleted, except to restore it) or Forbidden (visible, not
+    allowed — a clinical record a patient may not change among them).
+
+    Restoring takes a deleted file: a patient restores only what they deleted themselves (what
+    they see in their trash); staff anything on the chart their role may delete.
+    """
+    if action == Action.RESTORE:
+        if not file.is_deleted or not in_scope(actor, file.patient_id, file.account_id):
+            raise NotFound("No such file.")
+        if actor.is_patient and file.deleted_by_id != actor.id:
+            raise NotFound("No such file.")  # not in their trash: nothing to see
+    elif file.is_deleted and actor.role != Role.ADMIN:
         raise NotFound("No such file.")
     if not in_scope(actor, file.patient_id, file.account_id):
         raise NotFound("No such file.")
     own_avatar = file.patient_id == actor.id
     if not allowed(actor, file.category_enum, action, own_avatar=own_avatar):
         raise Forbidden(f"You may not {action.value} this file.")
+    if actor.is_patient and action in OWNER_ONLY and file.creator_id != actor.id:
+        raise Forbidden("This is a record from your care team: you can view and download it, "
+                        "but only the clinic can change or remove it.")
+
+
+def is_clinical(file: StoredFile) -> bool:
+    """Added by staff (any door), not by the patient whose chart holds it."""
+    return file.creator_id != file.patient_id
 
 
 def check_directory(actor: User) -> None:

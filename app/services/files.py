@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
-from typing import IO
+from datetime import datetime, timedelta
+from typing import IO, Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 
 from app.errors import BadRequest, Conflict, NotFound
 from app.extensions import db
@@ -369,15 +369,42 @@ def find_file(file_id: str | int) -> StoredFile | None:
     return db.session.scalar(select(StoredFile).where(StoredFile.public_id == file_id.lower()))
 
 
-def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None) -> StoredFile:
+def _for_change(actor: User, file_id: str | int, action: Action, *, visit: Visit | None = None,
+                held: bool = False) -> StoredFile:
+    """The file, locked for this transaction and read again, if the actor may change it.
+
+    Concurrent changes of one file serialize on its row (a row lock on PostgreSQL, the write
+    lock on SQLite), so each sees the other's commit: a change after a delete finds the file
+    gone (NotFound), and `version` rises once per change, never lost.
+    """
+    row = find_file(file_id) if action == Action.RESTORE else get_file(actor, file_id, action, visit=visit, held=held)
+    if row is None:
+        raise NotFound("No such file.")
+    db.session.execute(update(StoredFile).where(StoredFile.id == row.id).values(version=StoredFile.version)
+                       .execution_options(synchronize_session=False))
+    db.session.refresh(row)
+    if action != Action.RESTORE and row.is_deleted:
+        raise NotFound("No such file.")
+    access.check(actor, row, action)
+    return row
+
+
+def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None, *,
+           expected_version: int | None = None) -> StoredFile:
     """Change a file's display name only; `ext` follows when the new extension fits the type.
 
-    Raises NotFound/Forbidden (access) or BadRequest (empty or unprintable name).
+    Args:
+        expected_version: when given, the version the caller last saw (If-Match): a file
+            changed since answers Conflict instead of overwriting that change.
+    Raises NotFound/Forbidden (access), BadRequest (empty or unprintable name) or Conflict.
     """
-    row = get_file(actor, file_id, Action.RENAME)
     name = clean_name(new_name)
     if not name:
         raise BadRequest("The new name must contain at least one printable character.")
+    row = _for_change(actor, file_id, Action.RENAME)
+    if expected_version is not None and row.version != expected_version:
+        raise Conflict(f"The file has changed since version {expected_version} (it is at version {row.version}); "
+                       "reload it and try again.", version=row.version)
     old = row.name
     ext = name_extension(name)
     if ext in TYPES[row.media_type][0]:
@@ -391,25 +418,29 @@ def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None
 
 
 def delete(actor: User, origin: Origin, file_id: str | int, *, visit: Visit | None = None,
-           held: bool = False) -> StoredFile:
-    """Soft-delete: hidden everywhere, bytes kept until `files cleanup` purges them.
+           held: bool = False, reason: str | None = None) -> StoredFile:
+    """Soft-delete: hidden everywhere, restorable for TRASH_RETENTION_DAYS, then purged.
 
-    `visit` / `held` narrow which file may match, as in get_file.
+    `visit` / `held` narrow which file may match, as in get_file. `reason` (why staff remove a
+    record) is kept in the audit trail.
     """
-    row = get_file(actor, file_id, Action.DELETE, visit=visit, held=held)
+    row = _for_change(actor, file_id, Action.DELETE, visit=visit, held=held)
     row.deleted_at = row.modified_at = utcnow()
     row.deleted_by_id = actor.id
-    audit.record(Action.DELETE, origin, actor=actor, file=row)
+    row.version += 1
+    detail: dict[str, Any] = {"reason": reason.strip()[:500]} if reason and reason.strip() else {}
+    audit.record(Action.DELETE, origin, actor=actor, file=row, **detail)
     transaction.commit()
     return row
 
 
 def set_shared(actor: User, origin: Origin, file_id: str | int, shared: bool) -> StoredFile:
     """Share a file with (or withdraw it from) the patient whose chart holds it."""
-    row = get_file(actor, file_id, Action.SHARE if shared else Action.UNSHARE)
+    row = _for_change(actor, file_id, Action.SHARE if shared else Action.UNSHARE)
     if row.shared != shared:
         row.shared = shared
         row.modified_at = utcnow()
+        row.version += 1
         audit.record(Action.SHARE if shared else Action.UNSHARE, origin, actor=actor, file=row)
         transaction.commit()
     return row
@@ -425,19 +456,59 @@ def file_to_visit(row: StoredFile, visit: Visit, origin: Origin, actor: User | N
 
 
 def restore(origin: Origin, file_id: str | int, actor: User | None = None) -> StoredFile:
-    """Undo a soft delete (admins, through the CLI). Raises NotFound or Conflict."""
-    row = find_file(file_id)
-    if row is None:
-        raise NotFound(f"No file {file_id}.")
+    """Undo a soft delete.
+
+    With an actor (pages, API): under the access rules (a patient restores what they deleted;
+    staff what their role may delete) and only within TRASH_RETENTION_DAYS. Without one (the
+    administrator's CLI): any file whose bytes are not purged yet.
+    Raises NotFound (absent, out of reach, past retention) or Conflict (purged, not deleted).
+    """
+    if actor is not None:
+        row = _for_change(actor, file_id, Action.RESTORE)
+        if not _in_trash(row):
+            raise NotFound("No such file.")
+    else:
+        found = find_file(file_id)
+        if found is None:
+            raise NotFound(f"No file {file_id}.")
+        row = found
     if row.purged_at is not None:
         raise Conflict("The file's bytes were purged; it cannot be restored.")
     if row.deleted_at is None:
         raise Conflict("The file is not deleted.")
     row.deleted_at = row.deleted_by_id = None
     row.modified_at = utcnow()
+    row.version += 1
     audit.record(Action.RESTORE, origin, actor=actor, file=row)
     transaction.commit()
     return row
+
+
+def _retention_cutoff() -> datetime:
+    return utcnow() - timedelta(days=current_app.config["TRASH_RETENTION_DAYS"])
+
+
+def _in_trash(row: StoredFile) -> bool:
+    return row.deleted_at is not None and row.purged_at is None and row.deleted_at > _retention_cutoff()
+
+
+def list_deleted(actor: User, patient: User) -> list[StoredFile]:
+    """A chart's recently deleted files the actor may restore, most recently deleted first.
+
+    A patient sees what they deleted themselves; staff everything deleted on the chart that
+    their role may restore (with who deleted it and when: `deleted_by`, `deleted_at`). Only
+    files within TRASH_RETENTION_DAYS and not purged. Raises NotFound for a chart out of reach.
+    """
+    if not access.in_scope(actor, patient.id, patient.account_id):
+        raise NotFound("No such user.")
+    query = select(StoredFile).where(
+        StoredFile.account_id == patient.account_id, StoredFile.patient_id == patient.id,
+        StoredFile.deleted_at.is_not(None), StoredFile.deleted_at > _retention_cutoff(),
+        StoredFile.purged_at.is_(None),
+    ).order_by(StoredFile.deleted_at.desc(), StoredFile.id.desc())
+    if actor.is_patient:
+        query = query.where(StoredFile.deleted_by_id == actor.id)
+    return [row for row in db.session.scalars(query) if access.can(actor, row, Action.RESTORE)]
 
 
 def read_content(actor: User, origin: Origin, file_id: str | int) -> tuple[StoredFile, bytes]:

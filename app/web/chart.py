@@ -9,8 +9,8 @@ from app.models import Category, TargetType
 from app.services import accounts, files
 from app.services.files import Target
 from app.web.documents import page_size, upload_form, visit_groups
-from app.web.forms import VisitForm
-from app.web.navigation import page_number
+from app.web.forms import ConfirmForm, VisitForm
+from app.web.navigation import here, page_number
 
 bp = Blueprint("chart", __name__)
 
@@ -67,6 +67,17 @@ def visits(patient_id: int):
         status = 400
     return render_template("chart_visits.html", patient=patient, groups=visit_groups(patient), form=form,
                            tab="visits"), status
+
+
+@bp.get("/patients/<int:patient_id>/trash")
+@login_required
+def trash(patient_id: int):
+    """Everything deleted on the chart recently (who and when), with Restore."""
+    patient = _patient(patient_id)
+    if patient.id == current_user.id:
+        return redirect(url_for("documents.trash"))
+    return render_template("trash.html", rows=files.list_deleted(current_user, patient), patient=patient,
+                           tab="trash", restore=ConfirmForm(formdata=None, next=here()))
 
 
 @bp.get("/patients/<int:patient_id>/consents")

@@ -46,6 +46,11 @@ def human_date(moment: datetime | None) -> str:
     return moment.strftime("%-d %b %Y") if moment else ""
 
 
+def human_datetime(moment: datetime | None) -> str:
+    """'12 Mar 2026, 14:05 UTC'."""
+    return moment.strftime("%-d %b %Y, %H:%M UTC") if moment else ""
+
+
 def iso(moment: datetime | None) -> str:
     return moment.isoformat(timespec="seconds") if moment else ""
 
@@ -94,6 +99,11 @@ def uploader(row: StoredFile) -> str:
     return row.creator.full_name
 
 
+def needs_reason(row: StoredFile) -> bool:
+    """Staff removing a clinical record say why (the delete form asks)."""
+    return bool(current_user.is_authenticated and current_user.is_staff and access.is_clinical(row))
+
+
 def avatar_url(user: User) -> str | None:
     row = files.current_avatar(user)
     return view_url(row, size=AVATAR_BOX) if row else None
@@ -107,11 +117,11 @@ def initials(user: User) -> str:
 
 def register_display(app: Flask) -> None:
     """Make the helpers above available to every template."""
-    app.jinja_env.filters.update(human_size=human_size, human_date=human_date, iso=iso)
+    app.jinja_env.filters.update(human_size=human_size, human_date=human_date, human_datetime=human_datetime, iso=iso)
     app.jinja_env.globals.update(
         file_kind=kind, type_name=type_name, thumb_url=thumb_url, open_url=open_url,
         download_url=download_url, viewable=viewable, can=can, uploader=uploader,
-        initials=initials, avatar_url=avatar_url, VIEWER_PAGES=VIEWER_PAGES,
+        initials=initials, avatar_url=avatar_url, needs_reason=needs_reason, VIEWER_PAGES=VIEWER_PAGES,
         UPLOAD_ACCEPT=UPLOAD_ACCEPT, here=here, page_url=page_url,
     )
 

@@ -15,7 +15,8 @@ from app.models import Action, Category, TargetType
 from app.services import files
 from app.services.files import Target
 from app.services.paging import Page
-from app.web.forms import ConfirmForm, RenameForm, ShareForm, UploadForm
+from app.web.display import needs_reason
+from app.web.forms import ConfirmForm, DeleteForm, RenameForm, ShareForm, UploadForm
 from app.web.navigation import back, here, page_number, safe_next
 
 bp = Blueprint("documents", __name__)
@@ -35,6 +36,10 @@ def visit_groups(patient) -> list[tuple]:
         (visit, Page.whole(rows), upload_form(Category.INTAKE_ATTACHMENT, TargetType.VISIT, visit.public_id))
         for visit, rows in files.list_visits_with_files(current_user, patient)
     ]
+
+
+#: The flash category of a delete's message: the page renders it with an Undo button.
+UNDO = "undo"
 
 
 def page_size() -> int:
@@ -120,15 +125,40 @@ def rename(file_id: str):
 @bp.route("/documents/<file_id>/delete", methods=["GET", "POST"])
 @login_required
 def delete(file_id: str):
-    """GET asks for confirmation (the no-script path); POST deletes."""
-    form = ConfirmForm()
+    """GET asks for confirmation (the no-script path); POST deletes (staff say why when the
+    file is a clinical record), then offers Undo on the next page."""
+    form = DeleteForm()
     if request.method == "GET":
         row = files.get_file(current_user, file_id, Action.DELETE)
         form.next.data = safe_next(request.args.get("next")) or ""
-        return render_template("confirm_delete.html", row=row, form=form)
-    row = files.delete(current_user, g.origin, file_id)
-    flash(f"Deleted “{row.name}”.", "success")
+        return render_template("confirm_delete.html", row=row, form=form, needs_reason=needs_reason(row))
+    reason = (form.reason.data or "").strip()
+    if not reason and needs_reason(files.get_file(current_user, file_id, Action.DELETE)):
+        flash("Say why you are removing this record from the chart; it is kept in the audit trail.", "error")
+        return back(form.next.data)
+    row = files.delete(current_user, g.origin, file_id, reason=reason or None)
+    flash(f"{row.public_id}|{row.name}", UNDO)
     return back(form.next.data)
+
+
+@bp.post("/documents/<file_id>/restore")
+@login_required
+def restore(file_id: str):
+    """Bring a deleted file back (Undo, or the Recently deleted page)."""
+    form = ConfirmForm()
+    row = files.restore(g.origin, file_id, actor=current_user)
+    flash(f"Restored “{row.name}”.", "success")
+    return back(form.next.data)
+
+
+@bp.get("/documents/trash")
+@login_required
+def trash():
+    """What the patient deleted recently, with Restore."""
+    if current_user.is_staff:
+        return redirect(url_for("chart.patients"))
+    return render_template("trash.html", rows=files.list_deleted(current_user, current_user), tab="trash",
+                           patient=None, restore=ConfirmForm(formdata=None, next=here()))
 
 
 @bp.post("/documents/<file_id>/share")

@@ -37,6 +37,13 @@ class ConfirmForm(FlaskForm):
     next = HiddenField()
 
 
+class DeleteForm(FlaskForm):
+    """Delete: the CSRF token, where to go afterwards and, from staff, why."""
+
+    reason = StringField("Why is it being removed?", validators=[Optional(), Length(max=500)])
+    next = HiddenField()
+
+
 class ShareForm(FlaskForm):
     shared = BooleanField("Shared with the patient")
     next = HiddenField()

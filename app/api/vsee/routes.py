@@ -65,6 +65,13 @@ def file_json(row: StoredFile, actor: User) -> dict:
     }
 
 
+def one_file(row: StoredFile) -> Response:
+    """`{"data": file}` with the file's version as its ETag (send it back in If-Match)."""
+    resp = jsonify(data=file_json(row, g.actor))
+    resp.headers["ETag"] = f'"{row.version}"'
+    return resp
+
+
 @bp.post("/files")
 def upload_file():
     """Upload one file (multipart `file`, `meta.category`, `meta.target.*`)."""
@@ -75,7 +82,7 @@ def upload_file():
     chart = target(params.form_field("meta.target.type", "meta[target][type]"),
                    params.form_field("meta.target.id", "meta[target][id]"))
     row = files.upload(g.actor, g.origin, upload.stream, upload.filename, category, chart)
-    return {"data": file_json(row, g.actor)}
+    return one_file(row)
 
 
 @bp.get("/files")
@@ -99,7 +106,7 @@ def list_files():
 @bp.get("/files/<file_id>")
 def get_file(file_id: str):
     """One file with a fresh signed `fullpath`."""
-    return {"data": file_json(files.get_file(g.actor, file_id), g.actor)}
+    return one_file(files.get_file(g.actor, file_id))
 
 
 @bp.post("/files/<file_id>")
@@ -114,12 +121,36 @@ def rename_file(file_id: str):
         name = request.form.get("name", request.args.get("name"))
     if not isinstance(name, str) or not name.strip():
         raise BadRequest("Send the new name in a field named 'name'.")
-    row = files.rename(g.actor, g.origin, file_id, name)
-    return {"data": file_json(row, g.actor)}
+    row = files.rename(g.actor, g.origin, file_id, name, expected_version=_expected_version())
+    return one_file(row)
+
+
+def _expected_version() -> int | None:
+    """The version a rename is based on: `If-Match: "<version>"` (or `version` in the body)."""
+    value = request.headers.get("If-Match")
+    if value is None:
+        body = params.json_object(required=False) if request.is_json else request.form
+        value = body.get("version")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+    if value is None or value == "":
+        return None
+    text = value.strip().removeprefix("W/").strip('"') if isinstance(value, str) else ""
+    number = params.positive(text, "If-Match") if params.is_number(text) else None
+    if number is None:
+        raise BadRequest("If-Match (or version) must be the file's version number, e.g. \"3\".")
+    return number
+
+
+@bp.post("/files/<file_id>/restore")
+def restore_file(file_id: str):
+    """Undo a delete (within the trash's retention), under the same rules as delete."""
+    return one_file(files.restore(g.origin, file_id, actor=g.actor))
 
 
 @bp.delete("/files/<file_id>")
 def delete_file(file_id: str):
-    """Soft-delete a file."""
-    files.delete(g.actor, g.origin, file_id)
+    """Soft-delete a file (`reason`, optional, is kept in the audit trail)."""
+    reason = request.args.get("reason") or (request.form.get("reason") if request.form else None)
+    files.delete(g.actor, g.origin, file_id, reason=reason)
     return {"data": True}
