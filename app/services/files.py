@@ -17,11 +17,11 @@ from typing import IO, Any
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict, InvalidUpload, NotFound
 from app.extensions import db
 from app.models import Action, Category, Role, StoredFile, TargetType, User, Visit
 from app.models.base import MAX_ID, utcnow
-from app.services import access, audit, transaction
+from app.services import access, audit, scrub, transaction
 from app.services.audit import Origin
 from app.services.paging import Page, paginate
 from app.services.spool import spool
@@ -198,7 +198,9 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
             accept: Collection[str] | None = None, add_extension: bool = False) -> Received:
     """Validate an upload's bytes and write them to storage; no row yet (see `store`).
 
-    The blob is removed again unless the current transaction commits (transaction.track_blob).
+    Photos are stored without their location and identifying metadata (scrub.py); the size
+    and sha256 are of what is kept. The blob is removed again unless the current transaction
+    commits (transaction.track_blob).
     Raises TooLarge or InvalidUpload as `store`.
     """
     config = current_app.config
@@ -209,12 +211,26 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
         found = inspect_file(spooled.path, name, Limits.from_config(config), accept=accepted, purpose=purpose)
         if not name or (add_extension and not name_extension(name)):
             name = f"{name or 'upload'}.{found.ext}"
-        storage = get_storage()
-        key = new_key()
-        with spooled.open() as fh:
-            storage.put(key, fh)
+        try:
+            cleaned = scrub.strip_metadata(spooled.path, found.media_type)
+        except scrub.NotScrubbable:
+            raise InvalidUpload("The image could not be read to remove its metadata; save it again and re-upload.") \
+                from None
+        path, size, sha256 = spooled.path, spooled.size, spooled.sha256
+        try:
+            if cleaned is not None:
+                path = cleaned
+                with open(cleaned, "rb") as fh:
+                    sha256, size = scrub.sha256_and_size(fh)
+            storage = get_storage()
+            key = new_key()
+            with open(path, "rb") as fh:
+                storage.put(key, fh)
+        finally:
+            if cleaned is not None:
+                os.unlink(cleaned)
     transaction.track_blob(key)
-    return Received(name, found, spooled.size, spooled.sha256, storage.name, key)
+    return Received(name, found, size, sha256, storage.name, key)
 
 
 def record(actor: User, origin: Origin, received: Received, category: Category, target: Target) -> StoredFile:
