@@ -245,10 +245,19 @@ def test_one_active_image_per_coverage_side(client, auth, make_account, make_use
     create(client, auth, body())
     assert_error(client.put(f"/images/v1/{front['id']}/3", json=body(), headers=auth),
                  409, "VersionConflictError")
-    # Coverage ids are per clinic.
+    # Coverage ids are per clinic, and per patient.
     other = make_user(Role.PROVIDER, account=make_account("clinic-b"))
     create(client, {"Authorization": f"Bearer {make_token(other)}"}, body())
     assert count_images() == 4
+
+
+def test_a_patient_learns_nothing_about_other_patients_coverages(client, auth, patient, make_user, make_token):
+    """Uniqueness is per patient: one patient cannot probe, nor squat, another's coverage side."""
+    squatter = make_user(Role.PATIENT)
+    squatter_auth = {"Authorization": f"Bearer {make_token(squatter)}"}
+    create(client, squatter_auth, body(squatter))
+    create(client, auth, body(patient))  # the provider's own create for the real patient still works
+    assert_error(client.post("/images/v1", json=body(patient), headers=auth), 409, "VersionConflictError")
 
 
 # --- search ----------------------------------------------------------------------------------

@@ -97,9 +97,17 @@ def test_revoked_key_is_401(client, app, provider, patient, make_token):
     assert_detail(post_pdf(client, patient.id, token), 401)
 
 
-def test_403_for_a_patient_of_another_clinic(client, key, make_account, make_user, storage_root):
-    other = make_user(Role.PATIENT, account=make_account("clinic-b"))
-    assert_detail(post_pdf(client, other.id, key), 403)
+def test_every_patient_out_of_reach_gets_the_same_404(client, key, patient, make_account, make_user,
+                                                      make_token, storage_root):
+    """Another clinic's patient, a provider's id, an unknown id and (for a patient's key) another
+    patient of the same clinic answer the very same body: no key can map patient ids."""
+    other_clinic = make_user(Role.PATIENT, account=make_account("clinic-b"))
+    provider = make_user(Role.PROVIDER)
+    neighbour = make_user(Role.PATIENT)
+    answers = {post_pdf(client, pid, key).get_data() for pid in (other_clinic.id, provider.id, 999999)}
+    own_key = make_token(patient)
+    answers.add(post_pdf(client, neighbour.id, own_key).get_data())
+    assert answers == {b'{"detail":"Patient not found."}\n'}
     assert count_files() == 0 and blobs(storage_root) == []
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from app.errors import BadRequest, Conflict, NotFound, Unauthorized
 from app.extensions import db
 from app.models import Account, ApiToken, Role, User, Visit
 from app.models.base import MAX_ID, utcnow
@@ -201,23 +201,6 @@ def revoke_presented_token(token: str | None) -> None:
     row = _token_row(token)
     if row is not None:
         _revoke(row)
-
-
-def locate_patient(patient_id: int, account_id: int) -> User:
-    """The patient with this id, who must belong to clinic `account_id`.
-
-    Only for a door whose vendor contract tells the two failures apart; every other door
-    uses get_patient, which never reveals another clinic's patients.
-    Raises:
-        NotFound: no patient has this id.
-        Forbidden: the patient belongs to another clinic.
-    """
-    user = _user(patient_id)
-    if user is None or user.role != Role.PATIENT:
-        raise NotFound("No such patient.")
-    if user.account_id != account_id:
-        raise Forbidden("This patient is not associated with your account.")
-    return user
 
 
 def create_visit(patient: User, external_id: str | None = None, reason: str = "",

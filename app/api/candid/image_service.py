@@ -209,8 +209,10 @@ def _apply(actor: User, row: CandidImage, fields: MutableImage) -> None:
     elif actor.is_patient:
         raise BadRequest("With a patient's token, set patient.id to your own user id.")
     if fields.coverage_id is not None:
+        # Per patient: a caller only ever learns about coverages of patients in their reach.
+        same_patient = CandidImage.patient_id.is_(None) if patient_id is None else CandidImage.patient_id == patient_id
         clash = db.session.scalar(select(CandidImage.id).where(
-            CandidImage.account_id == row.account_id, CandidImage.coverage_id == fields.coverage_id,
+            CandidImage.account_id == row.account_id, same_patient, CandidImage.coverage_id == fields.coverage_id,
             CandidImage.coverage_side == (fields.coverage_side.value if fields.coverage_side else None),
             CandidImage.deactivated.is_(False), CandidImage.id != (row.id or ""),
         ))

@@ -46,8 +46,8 @@ class AttachmentType(StrEnum):
     SUPPORT_DATA_FOR_CLAIM = "SUPPORT_DATA_FOR_CLAIM"
 
 
-# Only the live (non-deactivated) image may hold a coverage side; the partial index makes
-# that hold under concurrent writers too (the service checks first for a friendly 409).
+# Only the live (non-deactivated) image may hold a patient's coverage side; the partial index
+# makes that hold under concurrent writers too (the service checks first for a friendly 409).
 _ACTIVE = text("NOT deactivated")
 
 
@@ -56,7 +56,7 @@ class CandidImage(Model):
 
     __tablename__ = "candid_images"
     __table_args__ = (
-        Index("uq_candid_images_active_coverage", "account_id", "coverage_id", "coverage_side",
+        Index("uq_candid_images_active_coverage", "account_id", "patient_id", "coverage_id", "coverage_side",
               unique=True, sqlite_where=_ACTIVE, postgresql_where=_ACTIVE),
         Index("ix_candid_images_search", "account_id", "deactivated", "updated_at"),
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from app.errors import BadRequest, ChartboxError
+from app.errors import BadRequest, ChartboxError, NotFound
 from app.models import Category, StoredFile
 from app.services import accounts, files
 from app.services.validation import PDF, clean_name, name_extension
@@ -33,7 +33,10 @@ def pdf_json(row: StoredFile) -> dict:
 @bp.post("/patients/<int:patient_id>/pdf/")
 def upload_patient_pdf(patient_id: int):
     """Add a PDF (multipart `file` + `filename`) to a patient's documents."""
-    patient = accounts.locate_patient(patient_id, g.actor.account_id)  # before reading the body
+    try:  # before reading the body; one answer for every patient out of reach (no oracle)
+        patient = accounts.get_patient(g.actor, patient_id)
+    except NotFound:
+        raise NotFound("Patient not found.") from None
     upload = request.files.get("file")
     if upload is None:
         raise BadRequest("Send the PDF as a multipart form field named 'file'.")
