@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -188,13 +189,39 @@ def test_files_check_checksum_mismatch_needs_deep(runner, app, stored):
     assert f"checksum mismatch: {stored[0].public_id} (letter.pdf)" in result.output
 
 
-def test_files_check_orphan_blob(runner, app, stored):
+def make_old(path: Path, hours: float) -> None:
+    """Backdate a file's mtime, as if it had been written `hours` ago."""
+    when = time.time() - hours * 3600
+    os.utime(path, (when, when))
+
+
+def test_files_check_lists_debris_apart_and_does_not_fail_on_it(runner, app, stored):
+    """Debris is listed with its size and age, but is not a problem: the exit code stays 0."""
     orphan = Path(app.config["STORAGE_ROOT"]) / "ab" / ("ab" + "0" * 30)
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"left behind by a crash")
+    old = Path(app.config["STORAGE_ROOT"]) / "ab" / ("ab" + "9" * 30)
+    old.write_bytes(b"older")
+    make_old(old, 30)
+    result = runner.invoke(args=["files", "check"])
+    assert result.exit_code == 0, result.output
+    assert f"orphan blob: ab/ab{'0' * 30} (22 bytes, 0 min old; younger than 24 h, kept)" in result.output
+    assert f"orphan blob: ab/ab{'9' * 30} (5 bytes, 30.0 h old; past the grace period)" in result.output
+    assert ("Debris (not a failure): 2 item(s), 27 bytes; 1 older than the 24 h grace period"
+            in result.output)
+    assert "OK: 2 files checked, no problems." in result.output
+
+
+def test_files_check_with_problems_and_debris_fails_on_the_problems(runner, app, stored):
+    blob_path(app, stored[0]).unlink()
+    orphan = Path(app.config["STORAGE_ROOT"]) / "ab" / ("ab" + "0" * 30)
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"x")
     result = runner.invoke(args=["files", "check"])
     assert result.exit_code == 1
-    assert f"orphan blob: ab/ab{'0' * 30}" in result.output
+    assert f"missing: {stored[0].public_id} (letter.pdf)" in result.output
+    assert f"orphan blob: ab/ab{'0' * 30} (1 bytes" in result.output
+    assert "Error: 1 problem(s) found in 2 files." in result.output  # the orphan is not counted
 
 
 def test_files_check_deleted_files_still_need_their_bytes(runner, app, stored):
@@ -203,7 +230,7 @@ def test_files_check_deleted_files_still_need_their_bytes(runner, app, stored):
     assert runner.invoke(args=["files", "check"]).exit_code == 1
 
 
-# -- files cleanup -----------------------------------------------------------------------------
+# -- files purge -------------------------------------------------------------------------------
 
 def delete_days_ago(row: StoredFile, days: int) -> None:
     files.delete(row.patient, Origin.cli(), row.public_id)
@@ -211,35 +238,45 @@ def delete_days_ago(row: StoredFile, days: int) -> None:
     db.session.commit()
 
 
-def test_files_cleanup_dry_run_then_yes(runner, app, stored):
+def test_files_purge_dry_run_then_yes(runner, app, stored):
     old, recent = stored
     delete_days_ago(old, 40)
     delete_days_ago(recent, 5)
-    orphan = Path(app.config["STORAGE_ROOT"]) / "cd" / ("cd" + "1" * 30)
-    orphan.parent.mkdir(exist_ok=True)
-    orphan.write_bytes(b"orphan")
 
-    dry = ok(runner.invoke(args=["files", "cleanup", "--older-than", "30", "--dry-run"]))
+    dry = ok(runner.invoke(args=["files", "purge", "--older-than", "30", "--dry-run"]))
     assert f"would purge: {old.public_id} (letter.pdf)" in dry
     assert recent.public_id not in dry
-    assert f"would remove orphan: cd/cd{'1' * 30}" in dry
-    assert blob_path(app, old).exists() and orphan.exists()
+    assert "1 file(s) would be purged." in dry
+    assert blob_path(app, old).exists()
     db.session.refresh(old)
     assert old.purged_at is None
 
-    out = ok(runner.invoke(args=["files", "cleanup", "--older-than", "30", "--yes"]))
-    assert f"purged: {old.public_id} (letter.pdf)" in out and "1 file(s) purged, 1 orphan blob(s) removed." in out
-    assert not blob_path(app, old).exists() and not orphan.exists()
+    out = ok(runner.invoke(args=["files", "purge", "--older-than", "30", "--yes"]))
+    assert f"purged: {old.public_id} (letter.pdf)" in out and "1 file(s) purged." in out
+    assert not blob_path(app, old).exists()
     assert blob_path(app, recent).exists()
     db.session.refresh(old)
     assert old.purged_at is not None
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "purge")).file_id == old.id
-    assert ok(runner.invoke(args=["files", "check"]))  # purged rows are not "missing"
-    again = ok(runner.invoke(args=["files", "cleanup", "--older-than", "30", "--yes"]))
-    assert "0 file(s) purged, 0 orphan blob(s) removed." in again
+    check = ok(runner.invoke(args=["files", "check"]))  # purged rows are not "missing"
+    assert "Debris: none." in check
+    again = ok(runner.invoke(args=["files", "purge", "--older-than", "30", "--yes"]))
+    assert "0 file(s) purged." in again
 
 
-def test_files_cleanup_removes_renditions_of_purged_files(runner, app, stored, client):
+def test_files_purge_defaults_to_the_trash_retention(runner, app, stored):
+    """Without --older-than: files deleted more than TRASH_RETENTION_DAYS (30) ago."""
+    old, recent = stored
+    delete_days_ago(old, 31)
+    delete_days_ago(recent, 29)
+    out = ok(runner.invoke(args=["files", "purge", "--yes"]))
+    assert f"purged: {old.public_id} (letter.pdf)" in out and "1 file(s) purged." in out
+    assert not blob_path(app, old).exists() and blob_path(app, recent).exists()
+    app.config["TRASH_RETENTION_DAYS"] = 7
+    assert f"purged: {recent.public_id} (photo.jpg)" in ok(runner.invoke(args=["files", "purge", "--yes"]))
+
+
+def test_files_purge_removes_renditions_of_purged_files(runner, app, stored, client):
     from app.urls import view_url
 
     photo = stored[1]
@@ -247,27 +284,78 @@ def test_files_cleanup_removes_renditions_of_purged_files(runner, app, stored, c
     root = Path(app.config["STORAGE_ROOT"])
     assert list((root / "renditions").rglob("*.png"))
     delete_days_ago(photo, 10)
-    ok(runner.invoke(args=["files", "cleanup", "--older-than", "7", "--yes"]))
+    ok(runner.invoke(args=["files", "purge", "--older-than", "7", "--yes"]))
     assert not list((root / "renditions").rglob("*.png"))
 
 
-def test_files_cleanup_asks_first(runner, app, stored):
+def test_files_purge_asks_first(runner, app, stored):
     delete_days_ago(stored[0], 40)
-    declined = runner.invoke(args=["files", "cleanup", "--older-than", "30"], input="n\n")
+    declined = runner.invoke(args=["files", "purge", "--older-than", "30"], input="n\n")
     assert declined.exit_code == 1 and "Aborted" in declined.output
     assert blob_path(app, stored[0]).exists()
-    accepted = runner.invoke(args=["files", "cleanup", "--older-than", "30"], input="y\n")
+    accepted = runner.invoke(args=["files", "purge", "--older-than", "30"], input="y\n")
     assert accepted.exit_code == 0 and "1 file(s) purged" in accepted.output
     assert not blob_path(app, stored[0]).exists()
 
 
 @pytest.mark.parametrize("days", ["-1", "abc", ""])
-def test_files_cleanup_bad_days(runner, days):
-    assert runner.invoke(args=["files", "cleanup", "--older-than", days, "--yes"]).exit_code == 2
+def test_files_purge_bad_days(runner, days):
+    assert runner.invoke(args=["files", "purge", "--older-than", days, "--yes"]).exit_code == 2
 
 
-def test_files_cleanup_needs_older_than(runner):
-    assert runner.invoke(args=["files", "cleanup", "--yes"]).exit_code == 2
+# -- files cleanup (debris) --------------------------------------------------------------------
+
+def test_files_cleanup_no_longer_purges_deletions(runner, app, stored):
+    delete_days_ago(stored[0], 400)
+    assert runner.invoke(args=["files", "cleanup", "--older-than", "30", "--yes"]).exit_code == 2  # moved to purge
+    ok(runner.invoke(args=["files", "cleanup", "--grace-hours", "0", "--yes"]))
+    assert blob_path(app, stored[0]).exists()
+    db.session.refresh(stored[0])
+    assert stored[0].purged_at is None
+
+
+def test_files_cleanup_dry_run_then_yes(runner, app, stored):
+    root = Path(app.config["STORAGE_ROOT"])
+    old_orphan, young_orphan = root / "cd" / ("cd" + "1" * 30), root / "cd" / ("cd" + "2" * 30)
+    old_orphan.parent.mkdir(exist_ok=True)
+    old_orphan.write_bytes(b"orphan")
+    young_orphan.write_bytes(b"in flight")
+    make_old(old_orphan, 25)
+
+    dry = ok(runner.invoke(args=["files", "cleanup", "--dry-run"]))
+    assert f"would remove orphan blob: cd/cd{'1' * 30} (6 bytes, 25.0 h old)" in dry
+    assert f"kept (younger than 24 h) orphan blob: cd/cd{'2' * 30} (9 bytes" in dry
+    assert "1 debris item(s) would be removed (6 bytes), 1 kept (younger than 24 h)." in dry
+    assert old_orphan.exists() and young_orphan.exists()
+
+    out = ok(runner.invoke(args=["files", "cleanup", "--yes"]))
+    assert f"removed orphan blob: cd/cd{'1' * 30} (6 bytes" in out
+    assert "1 debris item(s) removed (6 bytes), 1 kept (younger than 24 h)." in out
+    assert not old_orphan.exists() and young_orphan.exists()
+    assert all(blob_path(app, row).exists() for row in stored)
+
+    assert "0 debris item(s) removed" in ok(runner.invoke(args=["files", "cleanup", "--grace-hours", "48", "--yes"]))
+    assert young_orphan.exists()
+    out = ok(runner.invoke(args=["files", "cleanup", "--grace-hours", "0", "--yes"]))
+    assert "1 debris item(s) removed (9 bytes), 0 kept" in out and not young_orphan.exists()
+    assert all(blob_path(app, row).exists() for row in stored)
+    assert "Debris: none." in ok(runner.invoke(args=["files", "check", "--deep"]))
+
+
+def test_files_cleanup_asks_first(runner, app, stored):
+    orphan = Path(app.config["STORAGE_ROOT"]) / "cd" / ("cd" + "1" * 30)
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"orphan")
+    declined = runner.invoke(args=["files", "cleanup", "--grace-hours", "0"], input="n\n")
+    assert declined.exit_code == 1 and "Aborted" in declined.output and orphan.exists()
+    accepted = runner.invoke(args=["files", "cleanup", "--grace-hours", "0"], input="y\n")
+    assert accepted.exit_code == 0 and "1 debris item(s) removed" in accepted.output
+    assert not orphan.exists()
+
+
+@pytest.mark.parametrize("hours", ["-1", "abc", ""])
+def test_files_cleanup_bad_grace(runner, hours):
+    assert runner.invoke(args=["files", "cleanup", "--grace-hours", hours, "--yes"]).exit_code == 2
 
 
 # -- files restore -----------------------------------------------------------------------------
@@ -289,7 +377,7 @@ def test_files_restore_errors(runner, app, stored):
     fails(runner.invoke(args=["files", "restore", "\u00b2"]), "No file")
     fails(runner.invoke(args=["files", "restore", "99999"]), "No file 99999")
     delete_days_ago(stored[0], 40)
-    ok(runner.invoke(args=["files", "cleanup", "--older-than", "30", "--yes"]))
+    ok(runner.invoke(args=["files", "purge", "--older-than", "30", "--yes"]))
     fails(runner.invoke(args=["files", "restore", stored[0].public_id]), "purged")
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tempfile
+import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import sample
 
-from app.storage import BlobMissing, Storage, StorageError, new_key
+from app.storage import BlobMissing, Debris, Storage, StorageError, new_key
 from app.storage.filesystem import FilesystemStorage
 
 BACKENDS = ["filesystem", "s3"]
@@ -210,6 +213,112 @@ def test_rejects_keys_that_could_escape(storage, key):
     assert list(storage.keys()) == []
 
 
+# -- stat, and the partial writes a crash leaves (debris) ---------------------------------------
+
+def recent(when: datetime) -> bool:
+    return when.tzinfo is not None and abs(datetime.now(UTC) - when) < timedelta(minutes=2)
+
+
+def test_stat_gives_size_and_modified_time(storage):
+    key = new_key()
+    storage.put(key, io.BytesIO(b"x" * 1234))
+    info = storage.stat(key)
+    assert info.size == 1234 == storage.size(key)
+    assert recent(info.modified)
+    with pytest.raises(BlobMissing):
+        storage.stat(new_key())
+
+
+@pytest.mark.parametrize("after", [10, 9 * 1024 * 1024], ids=["small", "after-first-part"])
+def test_puts_leave_no_debris(storage, after):
+    storage.put(new_key(), io.BytesIO(b"x" * after))
+    with pytest.raises(StorageError):
+        storage.put(new_key(), Exploding(after, OSError("client went away")))
+    assert list(storage.debris()) == []
+
+
+class Stalling(io.RawIOBase):
+    """A source that gives `first` bytes, then stalls until released (a worker mid-upload)."""
+
+    def __init__(self, first: int):
+        self.left, self.stalled, self.release = first, threading.Event(), threading.Event()
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.left <= 0:
+            self.stalled.set()
+            assert self.release.wait(30), "never released"
+            return 0
+        n = min(len(buffer), self.left, 1024 * 1024)
+        buffer[:n] = b"y" * n
+        self.left -= n
+        return n
+
+
+def test_a_put_in_progress_is_debris_and_removing_it_fails_the_put(storage):
+    """What `put` really leaves while it runs shows in `debris` (never in `keys`); removing it
+    makes that put fail cleanly instead of completing a damaged blob."""
+    key, source, outcome = new_key(), Stalling(9 * 1024 * 1024), {}
+
+    def put():
+        try:
+            outcome["written"] = storage.put(key, source)
+        except StorageError as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=put)
+    worker.start()
+    try:
+        assert source.stalled.wait(30)
+        [item] = list(storage.debris())
+        assert isinstance(item, Debris) and 0 < item.size <= 9 * 1024 * 1024
+        assert recent(item.modified)
+        assert list(storage.keys()) == [] and not storage.exists(key)
+        storage.remove_debris(item)
+        storage.remove_debris(item)  # already gone: not an error
+        assert list(storage.debris()) == []
+    finally:
+        source.release.set()
+        worker.join(30)
+    assert "error" in outcome, outcome
+    assert not storage.exists(key) and list(storage.keys()) == [] and list(storage.debris()) == []
+
+
+def abandon_put(storage: Storage, key: str, data: bytes) -> None:
+    """Leave what a writer killed mid-`put` leaves, the way each backend's put starts one."""
+    if isinstance(storage, FilesystemStorage):
+        folder = Path(storage.root) / key[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, _ = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return
+    name = storage.prefix + key
+    upload = storage.client.create_multipart_upload(Bucket=storage.bucket, Key=name)["UploadId"]
+    storage.client.upload_part(Bucket=storage.bucket, Key=name, UploadId=upload, PartNumber=1, Body=data)
+
+
+def test_an_abandoned_put_is_debris_until_removed(storage):
+    key, other = new_key(), new_key()
+    storage.put(other, io.BytesIO(b"kept"))
+    abandon_put(storage, key, b"z" * 4321)
+    [item] = list(storage.debris())
+    assert item.size == 4321 and recent(item.modified)
+    assert key[:2] in item.ref
+    assert list(storage.keys()) == [other] and not storage.exists(key)
+    storage.remove_debris(item)
+    assert list(storage.debris()) == []
+    assert list(storage.keys()) == [other]  # only the debris went
+
+
+def test_remove_debris_refuses_what_it_did_not_list(storage):
+    for handle in [("../../etc/passwd",), ("ab/real-blob",), (), ("elsewhere/x", "upload-id")]:
+        with pytest.raises(StorageError):
+            storage.remove_debris(Debris("forged", 0, datetime.now(UTC), handle))
+
+
 # -- backend specifics ---------------------------------------------------------------------------
 
 def test_filesystem_hides_partial_files(tmp_path):
@@ -220,6 +329,18 @@ def test_filesystem_hides_partial_files(tmp_path):
     (folder / ".abc.part").write_bytes(b"partial")
     assert list(store.keys()) == []
     assert not store.exists(key)
+    assert [(d.ref, d.size) for d in store.debris()] == [(f"{key[:2]}/.abc.part", 7)]
+
+
+def test_s3_debris_keeps_prefixes_apart(s3_endpoint, s3_bucket):
+    store = make_s3(s3_endpoint, s3_bucket, prefix="one")
+    neighbour = make_s3(s3_endpoint, s3_bucket, prefix="two")
+    abandon_put(neighbour, new_key(), b"theirs")
+    assert list(store.debris()) == []
+    [theirs] = list(neighbour.debris())
+    with pytest.raises(StorageError):
+        store.remove_debris(theirs)  # not under this store's prefix
+    assert len(list(neighbour.debris())) == 1
 
 
 def test_filesystem_unusable_root_is_a_storage_error(tmp_path):

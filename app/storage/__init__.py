@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-from app.storage.base import BlobMissing, Storage, StorageError, new_key
+from app.storage.base import BlobInfo, BlobMissing, Debris, Storage, StorageError, new_key
 
-__all__ = ["BlobMissing", "Storage", "StorageError", "get_storage", "init_storage", "new_key"]
+__all__ = ["BlobInfo", "BlobMissing", "Debris", "Storage", "StorageError", "get_storage", "init_storage",
+           "new_key"]
 
 
 def build_storage(config) -> Storage:

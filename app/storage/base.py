@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, BinaryIO
 from uuid import uuid4
 
@@ -17,6 +19,29 @@ class StorageError(Exception):
 
 class BlobMissing(StorageError):
     """The key names no stored object."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """What `Storage.stat` knows about a stored object."""
+
+    size: int  # bytes
+    modified: datetime  # when it was written (timezone-aware, UTC)
+
+
+@dataclass(frozen=True)
+class Debris:
+    """A partial write a backend left behind: bytes of a `put` that never completed.
+
+    A `put` in progress shows here too (its `modified` keeps moving while it writes); one
+    whose writer died (a killed worker) stays here until `remove_debris`. Never a readable
+    blob: `keys`, `exists` and `open` do not see it.
+    """
+
+    ref: str  # how to show it: the partial file's path, or the object key and upload id
+    size: int  # bytes written so far
+    modified: datetime  # the last write (timezone-aware, UTC)
+    handle: tuple[str, ...] = ()  # what the backend's remove_debris needs
 
 
 def new_key() -> str:
@@ -50,6 +75,10 @@ class Storage(ABC):
         """The stored size in bytes; raise BlobMissing when absent."""
 
     @abstractmethod
+    def stat(self, key: str) -> BlobInfo:
+        """Size and modification time of `key`; raise BlobMissing when absent."""
+
+    @abstractmethod
     def exists(self, key: str) -> bool:
         """Whether `key` holds an object."""
 
@@ -60,3 +89,15 @@ class Storage(ABC):
     @abstractmethod
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every stored key that starts with `prefix` (no temporary or partial objects)."""
+
+    @abstractmethod
+    def debris(self) -> Iterator[Debris]:
+        """Every partial write under this store (including ones still in progress)."""
+
+    @abstractmethod
+    def remove_debris(self, item: Debris) -> None:
+        """Remove a partial write listed by `debris`; one already gone is not an error.
+
+        Removing the partial write of a `put` still in progress makes that put fail with
+        StorageError; it never completes a damaged blob.
+        """

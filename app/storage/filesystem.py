@@ -1,15 +1,24 @@
-"""Blobs as files under a root folder, written to a temp name, fsynced, then renamed."""
+"""Blobs as files under a root folder, written to a temp name, fsynced, then renamed.
+
+The temp name is hidden (`.<random>.part` beside the final file), so a writer killed before
+the rename leaves a partial file that `keys` never lists and `debris` does.
+"""
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import IO, BinaryIO
 
-from app.storage.base import CHUNK, BlobMissing, Storage, StorageError, check_key
+from app.storage.base import CHUNK, BlobInfo, BlobMissing, Debris, Storage, StorageError, check_key
 
-_TMP_SUFFIX = ".part"
+_TMP_PREFIX, _TMP_SUFFIX = ".", ".part"
+
+
+def _is_partial(name: str) -> bool:
+    return name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX)
 
 
 class FilesystemStorage(Storage):
@@ -31,7 +40,7 @@ class FilesystemStorage(Storage):
         tmp = None
         try:
             os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=_TMP_SUFFIX)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
             written = 0
             with os.fdopen(fd, "wb") as out:
                 while chunk := stream.read(CHUNK):
@@ -61,12 +70,16 @@ class FilesystemStorage(Storage):
             raise StorageError(f"cannot read {key}: {exc}") from exc
 
     def size(self, key: str) -> int:
+        return self.stat(key).size
+
+    def stat(self, key: str) -> BlobInfo:
         try:
-            return os.stat(self._path(key)).st_size
+            st = os.stat(self._path(key))
         except FileNotFoundError as exc:
             raise BlobMissing(key) from exc
         except OSError as exc:
             raise StorageError(f"cannot stat {key}: {exc}") from exc
+        return BlobInfo(st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._path(key))
@@ -84,11 +97,40 @@ class FilesystemStorage(Storage):
             dirs.sort()
             rel = os.path.relpath(folder, self.root)
             for name in sorted(files):
-                if name.startswith(".") and name.endswith(_TMP_SUFFIX):
+                if _is_partial(name):
                     continue
                 key = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
                 if key.startswith(prefix):
                     yield key
+
+    def debris(self) -> Iterator[Debris]:
+        for folder, dirs, files in os.walk(self.root):
+            dirs.sort()
+            for name in sorted(files):
+                if not _is_partial(name):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:  # its put finished (or failed) meanwhile
+                    continue
+                except OSError as exc:
+                    raise StorageError(f"cannot stat {path}: {exc}") from exc
+                rel = os.path.relpath(path, self.root).replace(os.sep, "/")
+                yield Debris(rel, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), (rel,))
+
+    def remove_debris(self, item: Debris) -> None:
+        rel = item.handle[0] if item.handle else ""
+        parts = rel.split("/")
+        # Only ever a partial file inside the root, whatever the caller hands in.
+        if not rel or not _is_partial(parts[-1]) or any(p in ("", ".", "..") for p in parts) or os.path.isabs(rel):
+            raise StorageError(f"not a partial write of this store: {rel!r}")
+        try:
+            os.unlink(os.path.join(self.root, *parts))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot remove {rel}: {exc}") from exc
 
     def clear(self) -> None:
         """Remove everything (tests only)."""

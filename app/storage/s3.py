@@ -2,16 +2,19 @@
 
 `put` is atomic by S3's own semantics: an object becomes visible only when its upload
 completes (single PUT or multipart complete), so readers never see a partial blob; a failed
-multipart upload is aborted. `open` returns a seekable reader that fetches ranges on demand,
+multipart upload is aborted. A writer killed mid-upload leaves an incomplete multipart
+upload (parts that cost storage but are no object); `debris` lists those and `remove_debris`
+aborts them. `open` returns a seekable reader that fetches ranges on demand,
 so Range responses and re-hashing never load a whole object into memory.
 """
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import datetime
 from typing import IO, BinaryIO
 
-from app.storage.base import CHUNK, BlobMissing, Storage, StorageError, check_key
+from app.storage.base import CHUNK, BlobInfo, BlobMissing, Debris, Storage, StorageError, check_key
 
 _PART = 8 * CHUNK  # multipart part size (S3 needs >= 5 MiB for all but the last part)
 _READ_BUFFER = CHUNK
@@ -101,11 +104,14 @@ class S3Storage(Storage):
         return io.BufferedReader(raw, buffer_size=_READ_BUFFER)
 
     def size(self, key: str) -> int:
+        return self.stat(key).size
+
+    def stat(self, key: str) -> BlobInfo:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self._object(key))
         except self._errors as exc:
             raise self._fail("stat", key, exc) from exc
-        return int(head["ContentLength"])
+        return BlobInfo(int(head["ContentLength"]), head["LastModified"])
 
     def exists(self, key: str) -> bool:
         try:
@@ -137,6 +143,59 @@ class S3Storage(Storage):
             if not page.get("IsTruncated"):
                 return
             token = page["NextContinuationToken"]
+
+    def debris(self) -> Iterator[Debris]:
+        markers: dict[str, str] = {}
+        while True:
+            try:
+                page = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.prefix, **markers)
+            except self._errors as exc:
+                raise StorageError(
+                    f"cannot list the multipart uploads of s3://{self.bucket}/{self.prefix}: {exc}") from exc
+            for upload in page.get("Uploads", []):
+                name, upload_id = upload["Key"], upload["UploadId"]
+                size, last = self._parts(name, upload_id)
+                if size is None:  # completed or aborted meanwhile
+                    continue
+                # The last part's time, like a file's mtime: an upload still sending parts is young.
+                modified = max(upload["Initiated"], last) if last else upload["Initiated"]
+                key = name[len(self.prefix):]
+                yield Debris(f"{key} (multipart upload {upload_id})", size, modified, (name, upload_id))
+            if not page.get("IsTruncated"):
+                return
+            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+
+    def _parts(self, name: str, upload_id: str) -> tuple[int | None, datetime | None]:
+        """Bytes uploaded so far and the newest part's time (None, None: no such upload)."""
+        size, last, marker = 0, None, 0
+        while True:
+            try:
+                page = self.client.list_parts(Bucket=self.bucket, Key=name, UploadId=upload_id,
+                                              PartNumberMarker=marker)
+            except self._errors as exc:
+                if _error_code(exc) == "NoSuchUpload":
+                    return None, None
+                raise StorageError(f"cannot list the parts of {name} in s3://{self.bucket}: {exc}") from exc
+            for part in page.get("Parts", []):
+                size += int(part["Size"])
+                last = part["LastModified"] if last is None else max(last, part["LastModified"])
+            if not page.get("IsTruncated"):
+                return size, last
+            marker = int(page["NextPartNumberMarker"])
+
+    def remove_debris(self, item: Debris) -> None:
+        if len(item.handle) != 2 or not item.handle[0].startswith(self.prefix):
+            raise StorageError(f"not a multipart upload of this store: {item.ref!r}")
+        name, upload_id = item.handle
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+        except self._errors as exc:
+            if _error_code(exc) != "NoSuchUpload":
+                raise StorageError(f"cannot abort {item.ref} in s3://{self.bucket}: {exc}") from exc
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code"))
 
 
 def _read_full(stream: IO[bytes], size: int) -> bytes:
