@@ -19,6 +19,10 @@ class ChartboxError(Exception):
     code = "internal_error"
     default_message = "Something went wrong on our side."
 
+    #: Set on a refusal worth auditing (a real object out of reach, a rejected link): what
+    #: the handler records as a REFUSED event after rolling the request back.
+    audit: dict | None = None
+
     def __init__(self, message: str | None = None, **extra):
         super().__init__(message or self.default_message)
         self.message = message or self.default_message
@@ -59,7 +63,31 @@ class TooManyRequests(ChartboxError):
 
 
 class ServiceUnavailable(ChartboxError):
+    """A backing service is down (not a bug): answered 503 with Retry-After, so clients retry."""
+
     status, code, default_message = 503, "unavailable", "File storage is unavailable; try again shortly."
+    retry_after = 30  # seconds, sent as Retry-After
+
+
+class CannotReceive(ServiceUnavailable):
+    """The temp folder uploads are received into cannot be written (missing, full, not a folder)."""
+
+    default_message = "The server cannot receive files right now; try again shortly."
+
+
+class DamagedFile(ChartboxError):
+    """The stored bytes do not match the file's recorded sha256 (or size): 503, never a 500
+    and never the wrong bytes; an administrator must restore the file (`files check --deep`)."""
+
+    status, code = 503, "damaged_file"
+    default_message = "The stored copy of this file is damaged; an administrator has been told."
+    retry_after = 3600  # seconds: retrying soon will not help
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database refused a read or write for a reason that is not a bug (see database_unavailable)."""
+
+    default_message = "The database is unavailable right now; try again shortly."
 
 
 #: A renderer turns (status, code, message, extra) into a response in a door's own shape.
@@ -89,6 +117,41 @@ def from_http(exc: HTTPException) -> ChartboxError:
     return err
 
 
+#: SQLite's generic result code: a missing table or column, a syntax error — a bug, not an outage.
+_SQLITE_ERROR = 1
+#: SQLSTATEs of unavailability that PostgreSQL drivers do not raise as OperationalError:
+#: a write on a read-only server (a standby promoted late, a failover in progress).
+_UNAVAILABLE_SQLSTATES = frozenset({"25006"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means "unavailable, try again" rather than a bug.
+
+    Yes: a lost or refused connection, a read-only, locked, busy, full or failing database, a
+    lock or statement timeout, a deadlock or serialization failure, an exhausted pool. No:
+    IntegrityError, ProgrammingError and SQLite's generic error (no such table, bad SQL) —
+    those stay 500s that fail the test or page the developer.
+    """
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.TimeoutError):  # every pooled connection is busy
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:  # the driver reported a disconnect
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate is not None and (sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith("08")):
+        return True
+    if not isinstance(exc, sa_exc.OperationalError):
+        return False
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        return sqlite_code & 0xFF != _SQLITE_ERROR  # READONLY, BUSY, LOCKED, IOERR, FULL, CANTOPEN…
+    return True
+
+
 def _renderer_for_path(path: str) -> Renderer:
     """The renderer of the door serving `path` (the API registers its chooser), else the pages'."""
     choose = current_app.extensions.get("chartbox_error_renderer")
@@ -114,32 +177,83 @@ def render_page_error(err: ChartboxError) -> Response:
     return resp
 
 
+def _render(err: ChartboxError) -> Response:
+    """`err` in the shape of the door serving this request; a 503 says when to come back."""
+    resp = _renderer_for_path(request.path)(err)
+    if err.status == 503:
+        resp.headers.setdefault("Retry-After", str(getattr(err, "retry_after", ServiceUnavailable.retry_after)))
+    return resp
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install the app-level handlers."""
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from app.services import transaction  # needs this module first
+    from app.storage import StorageError
 
     @app.errorhandler(ChartboxError)
     def handle_chartbox_error(err: ChartboxError):
-        return _renderer_for_path(request.path)(err)
+        if isinstance(err, ServiceUnavailable):
+            transaction.abandon()  # an outage commits nothing of the request
+        elif err.audit is not None:
+            _audit_refusal(err)
+        return _render(err)
+
+    def _audit_refusal(err: ChartboxError) -> None:
+        """A refusal on a real object (or a rejected link) is recorded — in a transaction of
+        its own, since nothing else of the request may commit."""
+        from flask import g
+        from flask_login import current_user
+
+        from app.models import Action, Channel
+        from app.services import audit
+
+        info = err.audit or {}
+        transaction.abandon()
+        actor = g.get("actor")
+        if actor is None and current_user and current_user.is_authenticated:
+            actor = current_user._get_current_object()
+        origin = g.get("origin") or audit.Origin.of(request, Channel.WEB)
+        try:
+            audit.record(Action.REFUSED, origin, actor=actor, file=info.get("file"), outcome="refused",
+                         status=err.status, attempted=info.get("action"), reason=info.get("reason"),
+                         path=request.path[:200])
+            transaction.commit()
+        except Exception:  # the refusal is answered even if its record fails
+            app.logger.exception("could not audit a refusal on %s %s", request.method, request.path)
+            transaction.abandon()
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException):
         if exc.code and exc.code < 400:  # redirects raised as exceptions (e.g. routing slashes)
             return exc
         err = from_http(exc)
-        resp = _renderer_for_path(request.path)(err)
+        resp = _render(err)
         if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
             resp.headers["Allow"] = ", ".join(exc.valid_methods)
         return resp
-
-    from app.storage import StorageError
 
     @app.errorhandler(StorageError)
     def handle_storage_error(exc: StorageError):
         # An outage of the disk or object store, not a bug: say so, and let the client retry.
         app.logger.error("storage failure on %s %s: %s", request.method, request.path, exc)
-        resp = _renderer_for_path(request.path)(ServiceUnavailable())
-        resp.headers["Retry-After"] = "30"
-        return resp
+        transaction.abandon()  # nothing of a failed request commits
+        return _render(ServiceUnavailable())
+
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeout)
+    def handle_database_error(exc: Exception):
+        if not database_unavailable(exc):
+            return handle_unexpected(exc)  # IntegrityError, ProgrammingError: bugs stay 500s
+        # Unreachable, read-only, locked or full: an outage, not a bug. Roll back (which
+        # removes the request's new blobs) before rendering: the error page reads the session.
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        app.logger.error("database unavailable on %s %s: %s: %s", request.method, request.path,
+                         type(exc).__name__, reason)
+        transaction.abandon()
+        return _render(DatabaseUnavailable())
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):

@@ -35,6 +35,7 @@ def test_storage_outage_on_a_page_upload_is_the_503_page(make_page_client, make_
     resp = client.post("/documents/upload", data={
         "csrf_token": client.csrf("/documents"), "files": (io.BytesIO(sample("notes.txt")), "notes.txt")})
     assert resp.status_code == 503 and "Please try again shortly" in resp.get_data(as_text=True)
+    assert resp.headers["Retry-After"] == "30"
 
 
 @pytest.mark.parametrize("config_overrides", [{"RATELIMIT_STORAGE_URL": "redis://127.0.0.1:1/0",

@@ -4,13 +4,18 @@ A service that writes a blob for a row not yet committed calls `track_blob`; if 
 transaction then ends without a commit (an error, a rollback, a crash of the request), the
 blob is removed again, so storage never holds bytes that no committed row points at — and a
 vendor service can compose `files.store` with its own rows and commit once.
+
+A commit (or a flush before it) that the database refuses — read-only, locked, gone — rolls
+back the same way; the app-level handler (app/errors.py) then answers 503 with Retry-After
+and calls `abandon` again, which is harmless after a rollback and also covers the failures
+raised outside `commit` (a flush, a query, a lock).
 """
 from __future__ import annotations
 
 import logging
 
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from app.errors import Conflict
@@ -28,19 +33,53 @@ def track_blob(key: str) -> None:
 def commit(conflict: str | None = None) -> None:
     """Commit the request's changes; on failure roll back (dropping tracked blobs) and re-raise.
 
+    One failure keeps the blobs: the connection lost during the COMMIT itself, when the
+    database may have committed after all — an orphan blob (`chartbox files check` finds it,
+    `files cleanup` purges it) is better than a committed row whose bytes were removed.
     Args:
         conflict: when given, a unique-constraint failure becomes Conflict(conflict).
     """
+    session = db.session()
+    committing = False
     try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        if conflict is None:
-            raise
-        raise Conflict(conflict) from None
-    except BaseException:
-        db.session.rollback()
+        session.flush()  # a refusal here certainly committed nothing
+        committing = True
+        session.commit()
+    except BaseException as exc:
+        if committing and _outcome_unknown(exc):
+            _keep_blobs(session)
+        abandon()
+        if conflict is not None and isinstance(exc, IntegrityError):
+            raise Conflict(conflict) from None
         raise
+
+
+def _outcome_unknown(exc: BaseException) -> bool:
+    """Whether a failed COMMIT may have committed: the connection went away (or the worker
+    was interrupted) before the database's answer came back."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    return not isinstance(exc, Exception)
+
+
+def _keep_blobs(session: Session) -> None:
+    for key in session.info.pop(_BLOBS, None) or ():
+        log.warning("commit outcome unknown; kept the blob %s (`files check` tells if it is an orphan)", key)
+
+
+def abandon() -> None:
+    """End the current transaction without committing, whatever state it is in.
+
+    Rolls back (removing the blobs tracked for it). A rollback that fails as well — the
+    connection is gone — is logged, not raised, so the caller's own error is the one that is
+    answered; the tracked blobs are removed even then.
+    """
+    session = db.session()
+    try:
+        session.rollback()
+    except SQLAlchemyError as exc:
+        log.error("rollback failed: %s", exc)
+    _drop_blobs(session)
 
 
 @event.listens_for(Session, "after_commit")
@@ -51,14 +90,39 @@ def _committed(session: Session) -> None:
 @event.listens_for(Session, "after_transaction_end")
 def _ended(session: Session, transaction: SessionTransaction) -> None:
     # after_commit has already run for a committed transaction; what is left never committed.
-    if transaction.parent is not None or not session.info.get(_BLOBS):
+    if transaction.parent is None:
+        _drop_blobs(session)
+
+
+def _drop_blobs(session: Session) -> None:
+    """Remove the blobs tracked in `session` (they will never have a committed row)."""
+    keys = session.info.pop(_BLOBS, None)
+    if not keys:
         return
     from app.storage import StorageError, get_storage
 
-    keys = session.info.pop(_BLOBS)
     for key in keys:
         try:
             get_storage().delete(key)
         except (StorageError, RuntimeError) as exc:  # RuntimeError: no app context any more
             # An orphan at worst; `chartbox files check` finds it.
             log.error("could not remove the uncommitted blob %s: %s", key, exc)
+
+
+def commit_bookkeeping(what: str) -> bool:
+    """Commit a stamp the request does not depend on (a token's or a session's last use).
+
+    Returns False (logged) while the database is unavailable, so a read-only database still
+    serves; any other database error is raised.
+    """
+    from app.errors import database_unavailable
+
+    try:
+        commit()
+    except SQLAlchemyError as exc:
+        if not database_unavailable(exc):
+            raise
+        abandon()
+        log.warning("could not record %s: %s", what, exc)
+        return False
+    return True
