@@ -84,6 +84,9 @@ def world(app, clinic, make_account, make_user, make_token, make_visit, make_fil
         "user_consent": make_file(patient, SAMPLE["user_consent"], category=Category.USER_CONSENT),
         "user_avatar": make_file(patient, SAMPLE["user_avatar"], category=Category.USER_AVATAR),
     }
+    # The matrix is about actions on files the patient can see; hidden ones have their own tests.
+    made["intake_attachment"].visible = True  # as if released at upload (version stays 1)
+    db.session.commit()
     return World(users, tokens, visit, made)
 
 
@@ -292,9 +295,8 @@ def test_a_new_avatar_replaces_the_old(client, world):
     assert [f["id"] for f in listed] == [resp.json["data"]["id"]]
 
 
-def test_shared_files_show_with_include_shared(client, world):
-    intake = world.files["intake_attachment"]
-    files.set_shared(world.users["provider"], Origin.cli(), intake.public_id, True)
+def test_released_files_show_with_include_shared(client, world):
+    intake = world.files["intake_attachment"]  # staff's, made visible by the world fixture
     headers = world.headers("patient")
     plain = client.get("/api_v3/files", headers=headers).json["data"]
     assert intake.public_id not in [f["id"] for f in plain]
@@ -307,10 +309,10 @@ def test_shared_files_show_with_include_shared(client, world):
 
 @pytest.mark.parametrize("role", [Role.PATIENT, Role.PROVIDER, Role.ADMIN])
 @pytest.mark.parametrize("category", list(Category))
-def test_only_visit_attachments_and_consents_can_be_shared(role, category):
+def test_staff_set_visibility_of_everything_but_profile_pictures(role, category):
     from app.services import access
 
-    shareable = category in (Category.INTAKE_ATTACHMENT, Category.USER_CONSENT) and role != Role.PATIENT
+    switchable = category != Category.USER_AVATAR and role != Role.PATIENT
     actor = type("Actor", (), {"role_enum": role})()
     for action in (Action.SHARE, Action.UNSHARE):
-        assert access.allowed(actor, category, action) is shareable
+        assert access.allowed(actor, category, action) is switchable

@@ -15,6 +15,7 @@ from app.errors import Conflict
 from app.extensions import db
 from app.models import AuditEvent, Category, Role, StoredFile
 from app.services import accounts, files
+from app.services.audit import Origin
 
 BASE = "/api/encounter-attachments/v1"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -218,6 +219,11 @@ def test_delete_errors(client, auth, visit, make_visit, patient, make_token):
     assert_error(client.delete(f"{BASE}/{other_visit.public_id}", json={"attachment_id": attachment_id},
                                headers=auth), 404, "EntityNotFoundError")
     own = {"Authorization": f"Bearer {make_token(patient)}"}
+    # Staff's attachment is hidden from the patient: as if it did not exist; once released, 403.
+    assert_error(client.delete(f"{BASE}/{visit.public_id}", json={"attachment_id": attachment_id},
+                               headers=own), 404, "EntityNotFoundError")
+    files.set_visible(accounts.get_user_by_id(files.find_file(attachment_id).creator_id), Origin.cli(),
+                      attachment_id, True)
     assert_error(client.delete(f"{BASE}/{visit.public_id}", json={"attachment_id": attachment_id},
                                headers=own), 403, "OrganizationNotAuthorizedError")
     assert files.find_file(attachment_id).deleted_at is None

@@ -173,8 +173,8 @@ def test_0005_carries_every_vendor_value_up_and_back(empty_app):
     assert rows("stored_files") == FILES_BY_ID  # what 0004 holds is exactly what was written
 
     # --- up to head -------------------------------------------------------------------------
-    migrate(app, "upgrade")
-    assert current_revisions() == heads
+    migrate(app, "upgrade", "0005")  # this migration; later ones change stored_files again
+    assert current_revisions() == {"0005"}
 
     stored = rows("stored_files")
     assert set(stored) == set(FILES_BY_ID), "stored_files rows lost or added"
@@ -198,8 +198,29 @@ def test_0005_carries_every_vendor_value_up_and_back(empty_app):
     assert isinstance(ts_columns["clinic"], sa.BigInteger) and isinstance(ts_columns["station"], sa.BigInteger)
     assert not {"ix_stored_files_tscharts_patient", "ix_stored_files_tscharts_clinic",
                 "ix_stored_files_tscharts_station", "ix_stored_files_charge_capture"} & set(stored_file_indexes())
-    assert schema_diffs() == []
 
+    # --- back down to 0004 ----------------------------------------------------------------------
+    migrate(app, "downgrade", "0004")
+    assert current_revisions() == {"0004"}
+    assert not {"tscharts_images", "candid_attachments"} & tables()
+    down = rows("stored_files")
+    assert set(down) == set(FILES_BY_ID)
+    for file_id, row in FILES_BY_ID.items():
+        assert down[file_id] == row, f"stored_files {file_id} differs from what was written at 0004"
+    assert set(columns_of("stored_files")) == set(CORE_COLUMNS) | set(VENDOR_COLUMNS)
+    assert rows("audit_events") == AUDIT_BY_ID
+    assert stored_file_indexes() == indexes_at_0004
+
+    # --- and up again: the same side rows --------------------------------------------------------
+    migrate(app, "upgrade", "0005")
+    assert rows("tscharts_images") == tscharts_up
+    assert rows("candid_attachments") == candid_up
+    assert {fid: core(r) for fid, r in rows("stored_files").items()} == {fid: core(r) for fid, r in FILES_BY_ID.items()}
+    assert rows("audit_events") == AUDIT_BY_ID
+
+    # --- on to head: no drift, and the app serves the carried rows -----------------------------
+    migrate(app, "upgrade")
+    assert current_revisions() == heads and schema_diffs() == []
     # --- the app at head serves the carried rows ------------------------------------------------
     from sqlalchemy import select
 
@@ -240,32 +261,12 @@ def test_0005_carries_every_vendor_value_up_and_back(empty_app):
     finally:
         db.session.remove()  # release SQLite before the next migration
 
-    # --- back down to 0004 ----------------------------------------------------------------------
-    migrate(app, "downgrade", "0004")
-    assert current_revisions() == {"0004"}
-    assert not {"tscharts_images", "candid_attachments"} & tables()
-    down = rows("stored_files")
-    assert set(down) == set(FILES_BY_ID)
-    for file_id, row in FILES_BY_ID.items():
-        assert down[file_id] == row, f"stored_files {file_id} differs from what was written at 0004"
-    assert set(columns_of("stored_files")) == set(CORE_COLUMNS) | set(VENDOR_COLUMNS)
-    assert rows("audit_events") == AUDIT_BY_ID
-    assert stored_file_indexes() == indexes_at_0004
-
-    # --- and up again: the same side rows --------------------------------------------------------
-    migrate(app, "upgrade")
-    assert current_revisions() == heads
-    assert rows("tscharts_images") == tscharts_up
-    assert rows("candid_attachments") == candid_up
-    assert {fid: core(r) for fid, r in rows("stored_files").items()} == {fid: core(r) for fid, r in FILES_BY_ID.items()}
-    assert rows("audit_events") == AUDIT_BY_ID
-    assert schema_diffs() == []
 
 
 def test_0005_downgrade_refuses_a_type_0004_cannot_store(empty_app, caplog):
     app = empty_app
     heads = script_heads()
-    migrate(app, "upgrade")
+    migrate(app, "upgrade", "0005")  # the stored_files shape this migration leaves
     row = _file(ENCOUNTER_FULL, "admission.pdf", "pdf", "application/pdf", "intake_attachment",
                 target_type="visit", target_id=VISIT_ID, visit_id=VISIT_ID, page_count=1)
     for column in VENDOR_COLUMNS:

@@ -281,7 +281,7 @@ def test_deleting_a_deleted_file_is_404_not_a_second_delete(client, people, make
 def test_shares_count_too(client, people, make_file, make_visit, category):
     visit = make_visit(people["patient"])
     row = make_file(people["provider"], "notes.txt", category=category, visit=visit)
-    files.set_shared(people["provider"], Origin.cli(), row.public_id, True)
-    files.set_shared(people["provider"], Origin.cli(), row.public_id, True)  # no change, no new version
+    files.set_visible(people["provider"], Origin.cli(), row.public_id, True)
+    files.set_visible(people["provider"], Origin.cli(), row.public_id, True)  # no change, no new version
     db.session.refresh(row)
-    assert row.version == 2 and row.shared is True
+    assert row.version == 2 and row.visible is True

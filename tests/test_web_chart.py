@@ -61,9 +61,9 @@ def test_a_provider_cannot_reach_another_clinics_patients(make_page_client, make
     assert client.get("/patients/999999").status_code == 404
     assert client.get(f"/patients/{people['provider'].id}").status_code == 404  # not a patient
     token = client.csrf("/patients")
-    for action in ("rename", "delete", "share"):
+    for action in ("rename", "delete", "visibility"):
         resp = client.post(f"/documents/{carol_file.public_id}/{action}",
-                           data={"csrf_token": token, "name": "x.jpg", "shared": "y"})
+                           data={"csrf_token": token, "name": "x.jpg", "visible": "y"})
         assert resp.status_code == 404
     resp = client.post("/documents/upload", content_type="multipart/form-data", data={
         "csrf_token": token, "category": "user_document", "target_type": "user",
@@ -76,31 +76,38 @@ def test_chart_tabs_and_provider_actions(make_page_client, make_file, make_visit
     alice, provider = people["alice"], people["provider"]
     doc = make_file(alice, "letter.pdf")
     visit = make_visit(alice)
-    attachment = make_file(alice, "scan.png", visit=visit, category=Category.INTAKE_ATTACHMENT)
+    own_photo = make_file(alice, "photo.jpg", visit=visit, category=Category.INTAKE_ATTACHMENT)
+    attachment = make_file(provider, "scan.png", visit=visit, category=Category.INTAKE_ATTACHMENT)
     make_file(provider, "lab-results.pdf", patient=alice, category=Category.USER_CONSENT, name="consent.pdf")
     client = make_page_client(provider)
     documents = client.get(f"/patients/{alice.id}").get_data(as_text=True)
     assert "letter.pdf" in documents and "scan.png" not in documents and "consent.pdf" not in documents
-    assert f"/documents/{doc.public_id}/rename" in documents
-    # Documents are on the patient's page already: nothing to share.
-    assert f"/documents/{doc.public_id}/share" not in documents
-    assert client.post(f"/documents/{doc.public_id}/share", data={"csrf_token": client.csrf(f"/patients/{alice.id}"),
-                                                                  "shared": "y"}).status_code == 403
+    assert f"/documents/{doc.public_id}/rename" in documents and "Visible to patient" in documents
+    # What the patient uploaded is always visible to them: there is nothing to hide.
+    assert f"/documents/{doc.public_id}/visibility" not in documents
+    assert client.post(f"/documents/{doc.public_id}/visibility",
+                       data={"csrf_token": client.csrf(f"/patients/{alice.id}")}).status_code == 409
     visits = client.get(f"/patients/{alice.id}/visits").get_data(as_text=True)
-    assert "scan.png" in visits and f"/documents/{attachment.public_id}/share" in visits
+    assert "scan.png" in visits and f"/documents/{attachment.public_id}/visibility" in visits
+    assert f"/documents/{own_photo.public_id}/visibility" not in visits and "Hidden from patient" in visits
     consents = client.get(f"/patients/{alice.id}/consents").get_data(as_text=True)
     assert "consent.pdf" in consents and "/delete" not in consents.split("consents-list")[1]
 
+    # Staff's visit attachment is hidden from the patient until released.
+    patient = make_page_client(alice)
+    assert "scan.png" not in patient.get("/documents/visits").get_data(as_text=True)
     token = client.csrf(f"/patients/{alice.id}")
-    resp = client.post(f"/documents/{attachment.public_id}/share",
-                       data={"csrf_token": token, "shared": "y", "next": f"/patients/{alice.id}/visits"})
+    resp = client.post(f"/documents/{attachment.public_id}/visibility",
+                       data={"csrf_token": token, "visible": "y", "next": f"/patients/{alice.id}/visits"})
     assert resp.status_code == 303 and resp.location == f"/patients/{alice.id}/visits"
-    assert db.session.get(StoredFile, attachment.id).shared is True
-    assert "Shared “scan.png” with Alice Moreno." in client.get(resp.location).get_data(as_text=True)
-    patient_page = make_page_client(alice).get("/documents").get_data(as_text=True)
-    assert "scan.png" in patient_page and "Shared by your care team" in patient_page
-    client.post(f"/documents/{attachment.public_id}/share", data={"csrf_token": token})
-    assert db.session.get(StoredFile, attachment.id).shared is False
+    assert db.session.get(StoredFile, attachment.id).visible is True
+    assert "“scan.png” is now visible to Alice Moreno." in client.get(resp.location).get_data(as_text=True)
+    assert "scan.png" in patient.get("/documents/visits").get_data(as_text=True)
+    patient_page = patient.get("/documents").get_data(as_text=True)
+    assert "scan.png" in patient_page and "From your care team" in patient_page
+    client.post(f"/documents/{attachment.public_id}/visibility", data={"csrf_token": token})
+    assert db.session.get(StoredFile, attachment.id).visible is False
+    assert "scan.png" not in patient.get("/documents").get_data(as_text=True)
 
 
 def test_provider_uploads_to_a_visit_and_to_consents(make_page_client, make_visit, people):

@@ -7,6 +7,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Category, StoredFile
+from app.services import files
+from app.services.audit import Origin
 
 
 def _files(client, *names, category="user_document", target_type="user", target_id="", token=None,
@@ -29,12 +31,11 @@ def test_documents_show_own_and_shared_files_newest_first(make_page_client, make
     make_file(alice, "photo.jpg")
     make_file(bob, "lab-results.pdf")
     attachment = make_file(provider, "scan.png", visit=make_visit(alice), category=Category.INTAKE_ATTACHMENT)
-    attachment.shared = True
-    db.session.commit()
+    files.set_visible(provider, Origin.cli(), attachment.public_id, True)
     page = make_page_client(alice).get("/documents").get_data(as_text=True)
     assert page.index("scan.png") < page.index("photo.jpg") < page.index("letter.pdf")
     assert "lab-results.pdf" not in page
-    assert "Shared by your care team" in page and "3 files" in page
+    assert "From your care team" in page and "3 files" in page
     assert "size=128x128&amp;preview=1" in page  # the PDF's first-page thumbnail
     assert "PDF document, 2 pages" in page and "JPEG image, 640×480" in page
 
@@ -152,15 +153,15 @@ def test_a_patient_cannot_touch_another_patients_files(make_page_client, make_us
     client = make_page_client(alice)
     token = client.csrf("/documents")
     assert client.get(f"/documents/{theirs.public_id}/delete").status_code == 404
-    for action in ("rename", "delete", "share"):
+    for action in ("rename", "delete", "visibility"):
         resp = client.post(f"/documents/{theirs.public_id}/{action}",
-                           data={"csrf_token": token, "name": "mine.jpg", "shared": "y"})
+                           data={"csrf_token": token, "name": "mine.jpg", "visible": "y"})
         assert resp.status_code == 404, action
     assert _files(client, "photo.jpg", target_id=bob.id, token=token).status_code == 404
     assert _files(client, "photo.jpg", category="intake_attachment", target_type="visit",
                   target_id=bobs_visit.public_id, token=token).status_code == 404
     row = db.session.get(StoredFile, theirs.id)
-    assert (row.name, row.deleted_at, row.shared) == ("photo.jpg", None, False)
+    assert (row.name, row.deleted_at, row.visible) == ("photo.jpg", None, True)
     assert len(_rows()) == 1
 
 
@@ -175,8 +176,8 @@ def test_a_patient_may_look_at_but_not_change_visit_attachments(make_page_client
     assert f"/documents/{row.public_id}/delete" not in page and f"/documents/{row.public_id}/rename" not in page
     token = client.csrf("/documents")
     assert client.post(f"/documents/{row.public_id}/delete", data={"csrf_token": token}).status_code == 403
-    assert client.post(f"/documents/{own_doc.public_id}/share",
-                       data={"csrf_token": token, "shared": "y"}).status_code == 403
+    assert client.post(f"/documents/{own_doc.public_id}/visibility",
+                       data={"csrf_token": token, "visible": "y"}).status_code == 403
     resp = _files(client, "scan.png", category="intake_attachment", target_type="visit",
                   target_id=visit.public_id, token=token, as_json=True)
     assert resp.status_code == 201 and _rows()[-1].visit_id == visit.id

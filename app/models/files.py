@@ -17,7 +17,7 @@ class StoredFile(Model):
     __tablename__ = "stored_files"
     __table_args__ = (
         Index("ix_stored_files_target_listing", "target_type", "target_id", "deleted_at", "created_at"),
-        Index("ix_stored_files_shared_listing", "patient_id", "shared", "deleted_at"),
+        Index("ix_stored_files_visible_listing", "patient_id", "visible", "deleted_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)  # integer-addressed dialects use this
@@ -39,7 +39,9 @@ class StoredFile(Model):
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), index=True)
     creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    shared: Mapped[bool] = mapped_column(default=False)  # a provider shared it with the patient
+    # Whether the patient whose chart holds it may see it: always for their own uploads; staff
+    # uploads by category (files.VISIBLE_BY_DEFAULT), then as staff set it.
+    visible: Mapped[bool] = mapped_column(default=True)
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -11,17 +11,19 @@ from app.errors import Forbidden, NotFound
 from app.models import Action, Category, Role, StoredFile, User
 
 _ALL = frozenset(Action)
-# Sharing puts a file on the patient's Documents page: documents are there already and an
-# avatar is a picture of a person, so those two categories have nothing to share.
+# SHARE/UNSHARE make a file visible to its patient or hide it (staff only); a profile picture
+# is always visible, so it has no such switch.
 _ALL_BUT_SHARING = _ALL - {Action.SHARE, Action.UNSHARE}
+_VISIBILITY = frozenset({Action.SHARE, Action.UNSHARE})
 # A patient's own changes, which never reach a clinical record (see check()).
 OWNER_ONLY = frozenset({Action.RENAME, Action.DELETE, Action.RESTORE})
 # Actions per (category, role) on a file inside the caller's scope.
 RULES: dict[Category, dict[Role, frozenset[Action]]] = {
     Category.USER_DOCUMENT: {
         Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.RESTORE}),
-        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.RESTORE}),
-        Role.ADMIN: _ALL_BUT_SHARING,
+        Role.PROVIDER: frozenset({Action.VIEW, Action.UPLOAD, Action.RENAME, Action.DELETE, Action.RESTORE})
+        | _VISIBILITY,
+        Role.ADMIN: _ALL,
     },
     Category.INTAKE_ATTACHMENT: {
         Role.PATIENT: frozenset({Action.VIEW, Action.UPLOAD}),
@@ -65,7 +67,7 @@ def allowed(actor: User, category: Category, action: Action, *, own_avatar: bool
 def can(actor: User, file: StoredFile, action: Action) -> bool:
     """True when check() would pass (for flags such as is_deletable)."""
     try:
-        check(actor, file, action)
+        _check(actor, file, action)
     except (NotFound, Forbidden):
         return False
     return True
@@ -73,7 +75,18 @@ def can(actor: User, file: StoredFile, action: Action) -> bool:
 
 def check(actor: User, file: StoredFile, action: Action) -> None:
     """Raise NotFound (out of scope; deleted, except to restore it) or Forbidden (visible, not
-    allowed — a clinical record a patient may not change among them).
+    allowed — a clinical record a patient may not change among them). The error carries what
+    the audit trail records about the refusal (the file is real).
+    """
+    try:
+        _check(actor, file, action)
+    except (NotFound, Forbidden) as err:
+        err.audit = {"file": file, "action": action.value}
+        raise
+
+
+def _check(actor: User, file: StoredFile, action: Action) -> None:
+    """The rules behind check().
 
     Restoring takes a deleted file: a patient restores only what they deleted themselves (what
     they see in their trash); staff anything on the chart their role may delete.
@@ -87,6 +100,8 @@ def check(actor: User, file: StoredFile, action: Action) -> None:
         raise NotFound("No such file.")
     if not in_scope(actor, file.patient_id, file.account_id):
         raise NotFound("No such file.")
+    if actor.is_patient and not file.visible:
+        raise NotFound("No such file.")  # not released to them: as if it did not exist
     own_avatar = file.patient_id == actor.id
     if not allowed(actor, file.category_enum, action, own_avatar=own_avatar):
         raise Forbidden(f"You may not {action.value} this file.")

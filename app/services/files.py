@@ -1,86 +1,42 @@
 """The file service: the hall every door opens onto.
 
-Upload, list, get, rename, delete, restore and share files; each call checks access, does the
-storage work and writes its audit event. `store` only flushes, so a caller that adds rows of
-its own (a vendor's metadata) commits once for everything; every other call commits. Doors
-translate requests into these calls and the results back into their dialect. Viewing through
-signed links is in viewing.py.
+Upload, list, get, rename, delete and restore files and set their visibility to the patient;
+each call checks access, does the storage work and writes its audit event. `store` only
+flushes, so a caller that adds rows of its own (a vendor's metadata) commits once for
+everything; every other call commits. Doors translate requests into these calls and the
+results back into their dialect. Viewing through signed links is in viewing.py; the upload
+pipeline is in uploads.py and the trash listing in trash.py (both offered here too).
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import IO, Any
+import hashlib
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 
-from app.errors import BadRequest, Conflict, InvalidUpload, NotFound
+from app.errors import BadRequest, Conflict, DamagedFile, Forbidden, NotFound
 from app.extensions import db
-from app.models import Action, Category, Role, StoredFile, TargetType, User, Visit
+from app.models import Action, Category, StoredFile, TargetType, User, Visit
 from app.models.base import MAX_ID, utcnow
-from app.services import access, audit, scrub, transaction
+from app.services import access, audit, transaction
 from app.services.audit import Origin
 from app.services.paging import Page, paginate
-from app.services.spool import spool
-from app.services.validation import (
-    IMAGES,
-    TYPES,
-    Inspection,
-    Limits,
-    clean_name,
-    inspect_file,
-    name_extension,
+from app.services.targets import Target
+from app.services.trash import in_trash, list_deleted  # noqa: F401 - list_deleted: re-exported, as below
+from app.services.uploads import (  # noqa: F401 - re-exported: the doors call files.upload, files.store, …
+    CATEGORY_ACCEPTS,
+    VISIBLE_BY_DEFAULT,
+    Received,
+    check_upload,
+    default_visibility,
+    receive,
+    record,
+    store,
+    upload,
 )
-from app.storage import BlobMissing, get_storage, new_key
-
-#: What each category accepts beyond the door's own choice (a profile picture is a photo), and
-#: how a refusal says so.
-CATEGORY_ACCEPTS: dict[Category, tuple[frozenset[str], str]] = {
-    Category.USER_AVATAR: (IMAGES, "A profile picture must be a PNG or JPEG image."),
-}
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a file goes: a patient's chart, one of its visits, or a clinic's holding area
-    (no chart yet: a file kept, staff only, until the visit it belongs to is opened)."""
-
-    account_id: int
-    patient: User | None = None
-    visit: Visit | None = None
-
-    @classmethod
-    def chart(cls, patient: User, visit: Visit | None = None) -> Target:
-        return cls(patient.account_id, patient, visit)
-
-    @classmethod
-    def held(cls, account_id: int) -> Target:
-        return cls(account_id)
-
-    @property
-    def is_held(self) -> bool:
-        return self.patient is None
-
-    @property
-    def type(self) -> TargetType:
-        return TargetType.USER if self.patient is not None and self.visit is None else TargetType.VISIT
-
-    @property
-    def id(self) -> int | None:
-        if self.visit is not None:
-            return self.visit.id
-        return self.patient.id if self.patient is not None else None
-
-    @property
-    def patient_id(self) -> int | None:
-        return self.patient.id if self.patient is not None else None
-
-    @property
-    def visit_id(self) -> int | None:
-        return self.visit.id if self.visit is not None else None
+from app.services.validation import TYPES, clean_name, name_extension
+from app.storage import BlobMissing, get_storage
 
 
 def parse_category(value: str | None) -> Category:
@@ -129,186 +85,61 @@ def _row(model, ident: int | str):
     return db.session.get(model, ident) if isinstance(ident, int) and 0 < ident <= MAX_ID else None
 
 
-def check_upload(actor: User, category: Category, target: Target) -> None:
-    """Whether the actor may add a file of `category` there (call before reading a body).
-
-    Raises NotFound (out of reach), Forbidden (the role may not) or BadRequest (a category
-    and target that do not fit together).
-    """
-    access.check_upload(actor, category, target.patient_id, target.account_id)
-    if target.is_held:
-        return
-    if category == Category.INTAKE_ATTACHMENT and target.visit is None:
-        raise BadRequest("Intake attachments belong to a visit; upload them to one of the patient's visits.")
-    if category != Category.USER_AVATAR and target.patient is not None and target.patient.role != Role.PATIENT:
-        raise BadRequest("Documents belong to a patient; name the patient whose chart the file is for.")
-
-
-def upload(actor: User, origin: Origin, stream: IO[bytes], filename: str | None,
-           category: Category = Category.USER_DOCUMENT, target: Target | None = None, *,
-           accept: Collection[str] | None = None, add_extension: bool = False) -> StoredFile:
-    """Validate, store and commit one upload; return its row. See `store` for the arguments."""
-    row = store(actor, origin, stream, filename, category, target, accept=accept, add_extension=add_extension)
-    transaction.commit()
-    return row
-
-
-def store(actor: User, origin: Origin, stream: IO[bytes], filename: str | None,
-          category: Category = Category.USER_DOCUMENT, target: Target | None = None, *,
-          accept: Collection[str] | None = None, add_extension: bool = False) -> StoredFile:
-    """Validate and store one upload and add its row and audit event (flushed, not committed).
-
-    The caller commits (transaction.commit); if the transaction ends without a commit the
-    bytes are removed again, so storage never keeps bytes without a row.
-    Args:
-        actor: who uploads (becomes the creator).
-        origin: the door and client, for the audit trail.
-        stream: the file's bytes, read once in chunks.
-        filename: the client's name for it (cleaned; its extension must agree with the bytes).
-        category: one of Category; intake attachments need a visit target.
-        target: the chart (and visit); the actor's own when None.
-        accept: the media types this door takes (validation.TYPES keys); all when None. The
-            category may narrow it further (CATEGORY_ACCEPTS).
-        add_extension: give a name without an extension the detected type's own.
-    Raises:
-        NotFound / Forbidden: the target is out of reach / the role may not upload there.
-        BadRequest: a category and target that do not fit together.
-        TooLarge: over UPLOAD_MAX_BYTES.
-        InvalidUpload: not an accepted, intact file of an accepted type matching its name.
-    """
-    target = target or Target.chart(actor)
-    check_upload(actor, category, target)  # before the body is read
-    received = receive(stream, filename, category, accept=accept, add_extension=add_extension)
-    return record(actor, origin, received, category, target)
-
-
-@dataclass(frozen=True)
-class Received:
-    """An upload whose bytes are validated and stored, its row not yet written."""
-
-    name: str
-    found: Inspection
-    size: int
-    sha256: str
-    backend: str
-    key: str
-
-
-def receive(stream: IO[bytes], filename: str | None, category: Category = Category.USER_DOCUMENT, *,
-            accept: Collection[str] | None = None, add_extension: bool = False) -> Received:
-    """Validate an upload's bytes and write them to storage; no row yet (see `store`).
-
-    Photos are stored without their location and identifying metadata (scrub.py); the size
-    and sha256 are of what is kept. The blob is removed again unless the current transaction
-    commits (transaction.track_blob).
-    Raises TooLarge or InvalidUpload as `store`.
-    """
-    config = current_app.config
-    narrowed, purpose = CATEGORY_ACCEPTS.get(category, (frozenset(TYPES), ""))
-    accepted = frozenset(accept if accept is not None else TYPES) & narrowed
-    with spool(stream, config["UPLOAD_MAX_BYTES"], _tmp_dir()) as spooled:
-        name = clean_name(filename)
-        found = inspect_file(spooled.path, name, Limits.from_config(config), accept=accepted, purpose=purpose)
-        if not name or (add_extension and not name_extension(name)):
-            name = f"{name or 'upload'}.{found.ext}"
-        try:
-            cleaned = scrub.strip_metadata(spooled.path, found.media_type)
-        except scrub.NotScrubbable:
-            raise InvalidUpload("The image could not be read to remove its metadata; save it again and re-upload.") \
-                from None
-        path, size, sha256 = spooled.path, spooled.size, spooled.sha256
-        try:
-            if cleaned is not None:
-                path = cleaned
-                with open(cleaned, "rb") as fh:
-                    sha256, size = scrub.sha256_and_size(fh)
-            storage = get_storage()
-            key = new_key()
-            with open(path, "rb") as fh:
-                storage.put(key, fh)
-        finally:
-            if cleaned is not None:
-                os.unlink(cleaned)
-    transaction.track_blob(key)
-    return Received(name, found, size, sha256, storage.name, key)
-
-
-def record(actor: User, origin: Origin, received: Received, category: Category, target: Target) -> StoredFile:
-    """Add the row and audit event of a received upload (flushed, not committed).
-
-    Raises NotFound, Forbidden or BadRequest as check_upload (checked again: the target may
-    have been looked up anew since).
-    """
-    check_upload(actor, category, target)
-    now = utcnow()
-    found = received.found
-    row = StoredFile(
-        account_id=target.account_id, name=received.name, ext=found.ext, size=received.size,
-        sha256=received.sha256, media_type=found.media_type, category=category.value,
-        target_type=target.type.value, target_id=target.id, patient_id=target.patient_id,
-        visit_id=target.visit_id, creator_id=actor.id,
-        created_at=now, modified_at=now, storage_backend=received.backend, storage_key=received.key,
-        page_count=found.page_count, width=found.width, height=found.height,
-    )
-    if category == Category.USER_AVATAR and target.patient is not None:
-        _retire_avatars(actor, origin, target.patient, now)
-    db.session.add(row)
-    db.session.flush()
-    audit.record(Action.UPLOAD, origin, actor=actor, file=row, name=row.name, size=row.size)
-    return row
-
-
-def _retire_avatars(actor: User, origin: Origin, user: User, now: datetime) -> None:
-    """One avatar per user: a new one replaces (soft-deletes) the old."""
-    for old in db.session.scalars(_live().where(
-        StoredFile.patient_id == user.id, StoredFile.category == Category.USER_AVATAR,
-        StoredFile.target_type == TargetType.USER,
-    )):
-        old.deleted_at, old.deleted_by_id = now, actor.id
-        audit.record(Action.DELETE, origin, actor=actor, file=old, reason="replaced")
-
-
-def _tmp_dir() -> str:
-    return os.path.join(current_app.instance_path, "tmp")
-
-
 def _live() -> Select:
     return select(StoredFile).where(StoredFile.deleted_at.is_(None))
 
 
 def list_files(actor: User, target: Target | None = None, category: Category | None = None,
-               include_shared: bool = False, page: int = 1, per_page: int | None = None) -> Page:
+               include_shared: bool = False, page: int = 1, per_page: int | None = None,
+               origin: Origin | None = None) -> Page:
     """The files of one chart (or one visit) that the actor may see, newest first.
 
     Args:
         target: the chart; the actor's own when None. A visit target lists that visit's files.
         category: only this category (all when None).
-        include_shared: also files of any target that a provider shared with this patient.
+        include_shared: also the visit attachments and consents staff made visible to this
+            patient (wherever they are filed).
         page, per_page: 1-based page; per_page defaults to API_PAGE_SIZE, capped at the max.
     Raises:
         NotFound: the chart is outside the actor's reach.
     """
     query = _listing(actor, target or Target.chart(actor), category, include_shared)
-    return paginate(query, page, _page_size(per_page), *_NEWEST_FIRST)
+    listing = paginate(query, page, _page_size(per_page), *_NEWEST_FIRST)
+    _audit_listing(actor, origin, target or Target.chart(actor), len(listing.items), total=listing.total,
+                   page=listing.page, category=category.value if category else None)
+    return listing
 
 
-def list_all_files(actor: User, target: Target, category: Category | None = None) -> list[StoredFile]:
+def _audit_listing(actor: User, origin: Origin | None, target: Target, count: int, **detail: Any) -> None:
+    """Every listing is accounted for: whose chart, how many files (and links) it showed."""
+    if origin is None:
+        return
+    audit.record(Action.LIST, origin, actor=actor, account_id=target.account_id, patient_id=target.patient_id,
+                 files=count, visit=target.visit.public_id if target.visit else None, **detail)
+    transaction.commit()
+
+
+def list_all_files(actor: User, target: Target, category: Category | None = None,
+                   origin: Origin | None = None) -> list[StoredFile]:
     """Every live file of a chart or visit the actor may see, newest first, unpaged.
 
     For listings whose dialect or page has no paging and whose size a visit bounds (a visit's
     attachments). Raises NotFound as list_files.
     """
     query = _listing(actor, target, category, include_shared=False)
-    return list(db.session.scalars(query.order_by(*_NEWEST_FIRST)))
+    rows = list(db.session.scalars(query.order_by(*_NEWEST_FIRST)))
+    _audit_listing(actor, origin, target, len(rows))
+    return rows
 
 
-def list_visits_with_files(actor: User, patient: User) -> list[tuple[Visit, list[StoredFile]]]:
+def list_visits_with_files(actor: User, patient: User,
+                           origin: Origin | None = None) -> list[tuple[Visit, list[StoredFile]]]:
     """A patient's visits, newest first, each with its live files the actor may see (newest
     first), in one query. Raises NotFound when the chart is out of the actor's reach."""
     if not access.in_scope(actor, patient.id, patient.account_id):
         raise NotFound("No such user.")
     on = and_(StoredFile.visit_id == Visit.id, StoredFile.target_type == TargetType.VISIT.value,
-              StoredFile.deleted_at.is_(None))
+              StoredFile.deleted_at.is_(None), *_visibility(actor))
     rows = db.session.execute(
         select(Visit, StoredFile).outerjoin(StoredFile, on).where(Visit.patient_id == patient.id)
         .order_by(Visit.created_at.desc(), Visit.id.desc(), *_NEWEST_FIRST)
@@ -318,6 +149,8 @@ def list_visits_with_files(actor: User, patient: User) -> list[tuple[Visit, list
         group = groups.setdefault(visit.id, (visit, []))
         if row is not None:
             group[1].append(row)
+    _audit_listing(actor, origin, Target.chart(patient), sum(len(g[1]) for g in groups.values()),
+                   visits=len(groups))
     return list(groups.values())
 
 
@@ -332,11 +165,19 @@ def _listing(actor: User, target: Target, category: Category | None, include_sha
     if category is not None:
         condition = condition & (StoredFile.category == category.value)
     if include_shared:
-        condition = or_(condition, (StoredFile.patient_id == target.patient.id) & StoredFile.shared.is_(True))
-    query = _live().where(StoredFile.account_id == target.account_id, condition)
+        released = (StoredFile.patient_id == target.patient.id) & StoredFile.visible.is_(True) \
+            & StoredFile.category.in_([Category.INTAKE_ATTACHMENT.value, Category.USER_CONSENT.value]) \
+            & (StoredFile.creator_id != target.patient.id)
+        condition = or_(condition, released)
+    query = _live().where(StoredFile.account_id == target.account_id, condition, *_visibility(actor))
     if actor.is_patient:  # a patient sees their own chart only; avatars of others never
         query = query.where(StoredFile.patient_id == actor.id)
     return query
+
+
+def _visibility(actor: User) -> tuple[ColumnElement[bool], ...]:
+    """What a listing adds for this actor: a patient never sees a file not visible to them."""
+    return (StoredFile.visible.is_(True),) if actor.is_patient else ()
 
 
 def current_avatar(user: User) -> StoredFile | None:
@@ -399,10 +240,19 @@ def _for_change(actor: User, file_id: str | int, action: Action, *, visit: Visit
     db.session.execute(update(StoredFile).where(StoredFile.id == row.id).values(version=StoredFile.version)
                        .execution_options(synchronize_session=False))
     db.session.refresh(row)
-    if action != Action.RESTORE and row.is_deleted:
-        raise NotFound("No such file.")
-    access.check(actor, row, action)
+    try:
+        if action != Action.RESTORE and row.is_deleted:
+            raise NotFound("No such file.")
+        access.check(actor, row, action)
+    except (NotFound, Forbidden):
+        _release()
+        raise
     return row
+
+
+def _release() -> None:
+    """Give the row lock back at once when a change is refused after taking it."""
+    db.session.rollback()
 
 
 def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None, *,
@@ -419,6 +269,7 @@ def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None
         raise BadRequest("The new name must contain at least one printable character.")
     row = _for_change(actor, file_id, Action.RENAME)
     if expected_version is not None and row.version != expected_version:
+        _release()
         raise Conflict(f"The file has changed since version {expected_version} (it is at version {row.version}); "
                        "reload it and try again.", version=row.version)
     old = row.name
@@ -450,14 +301,20 @@ def delete(actor: User, origin: Origin, file_id: str | int, *, visit: Visit | No
     return row
 
 
-def set_shared(actor: User, origin: Origin, file_id: str | int, shared: bool) -> StoredFile:
-    """Share a file with (or withdraw it from) the patient whose chart holds it."""
-    row = _for_change(actor, file_id, Action.SHARE if shared else Action.UNSHARE)
-    if row.shared != shared:
-        row.shared = shared
+def set_visible(actor: User, origin: Origin, file_id: str | int, visible: bool) -> StoredFile:
+    """Make a file visible to the patient whose chart holds it, or hide it from them (staff).
+
+    Raises NotFound/Forbidden (access) or Conflict (a patient's own upload is always visible).
+    """
+    row = _for_change(actor, file_id, Action.SHARE if visible else Action.UNSHARE)
+    if not visible and row.creator_id == row.patient_id:
+        _release()
+        raise Conflict("The patient uploaded this file themselves, so it is always visible to them.")
+    if row.visible != visible:
+        row.visible = visible
         row.modified_at = utcnow()
         row.version += 1
-        audit.record(Action.SHARE if shared else Action.UNSHARE, origin, actor=actor, file=row)
+        audit.record(Action.SHARE if visible else Action.UNSHARE, origin, actor=actor, file=row)
         transaction.commit()
     return row
 
@@ -481,7 +338,8 @@ def restore(origin: Origin, file_id: str | int, actor: User | None = None) -> St
     """
     if actor is not None:
         row = _for_change(actor, file_id, Action.RESTORE)
-        if not _in_trash(row):
+        if not in_trash(row):
+            _release()
             raise NotFound("No such file.")
     else:
         found = find_file(file_id)
@@ -500,33 +358,6 @@ def restore(origin: Origin, file_id: str | int, actor: User | None = None) -> St
     return row
 
 
-def _retention_cutoff() -> datetime:
-    return utcnow() - timedelta(days=current_app.config["TRASH_RETENTION_DAYS"])
-
-
-def _in_trash(row: StoredFile) -> bool:
-    return row.deleted_at is not None and row.purged_at is None and row.deleted_at > _retention_cutoff()
-
-
-def list_deleted(actor: User, patient: User) -> list[StoredFile]:
-    """A chart's recently deleted files the actor may restore, most recently deleted first.
-
-    A patient sees what they deleted themselves; staff everything deleted on the chart that
-    their role may restore (with who deleted it and when: `deleted_by`, `deleted_at`). Only
-    files within TRASH_RETENTION_DAYS and not purged. Raises NotFound for a chart out of reach.
-    """
-    if not access.in_scope(actor, patient.id, patient.account_id):
-        raise NotFound("No such user.")
-    query = select(StoredFile).where(
-        StoredFile.account_id == patient.account_id, StoredFile.patient_id == patient.id,
-        StoredFile.deleted_at.is_not(None), StoredFile.deleted_at > _retention_cutoff(),
-        StoredFile.purged_at.is_(None),
-    ).order_by(StoredFile.deleted_at.desc(), StoredFile.id.desc())
-    if actor.is_patient:
-        query = query.where(StoredFile.deleted_by_id == actor.id)
-    return [row for row in db.session.scalars(query) if access.can(actor, row, Action.RESTORE)]
-
-
 def read_content(actor: User, origin: Origin, file_id: str | int) -> tuple[StoredFile, bytes]:
     """A live file the actor may view and its bytes, whole; audited as a view.
 
@@ -540,9 +371,20 @@ def read_content(actor: User, origin: Origin, file_id: str | int) -> tuple[Store
             data = fh.read()
     except BlobMissing:
         raise missing_blob(row) from None
+    if len(data) != row.size or hashlib.sha256(data).hexdigest() != row.sha256:
+        raise damaged(row, origin, "sha256 mismatch on read", actor)
     audit.record(Action.VIEW, origin, actor=actor, file=row)
     transaction.commit()
     return row, data
+
+
+def damaged(row: StoredFile, origin: Origin, why: str, actor: User | None = None) -> DamagedFile:
+    """Log and audit (committed at once) bytes that do not match their row; the error to raise."""
+    current_app.logger.error("file %s (%s) is damaged at %s:%s: %s", row.public_id, row.name,
+                             row.storage_backend, row.storage_key, why)
+    audit.record(Action.VIEW, origin, actor=actor, file=row, integrity="mismatch", reason=why)
+    transaction.commit()
+    return DamagedFile()
 
 
 def missing_blob(row: StoredFile) -> NotFound:

@@ -32,12 +32,13 @@ def _patient(patient_id: int):
 @bp.get("/patients/<int:patient_id>")
 @login_required
 def documents(patient_id: int):
-    """A patient's documents (and files shared with them), with the provider's actions."""
+    """A patient's documents (and the visit files and consents visible to them), with the
+    provider's actions."""
     patient = _patient(patient_id)
     if patient.id == current_user.id:
         return redirect(url_for("documents.index"))
     listing = files.list_files(current_user, Target.chart(patient), Category.USER_DOCUMENT,
-                               include_shared=True, page=page_number(), per_page=page_size())
+                               include_shared=True, page=page_number(), per_page=page_size(), origin=g.origin)
     return render_template(
         "chart_documents.html", patient=patient, listing=listing, tab="documents",
         upload=upload_form(Category.USER_DOCUMENT, TargetType.USER, patient.id),
@@ -86,7 +87,7 @@ def consents(patient_id: int):
     """A patient's signed consent forms."""
     patient = _patient(patient_id)
     listing = files.list_files(current_user, Target.chart(patient), Category.USER_CONSENT,
-                               page=page_number(), per_page=page_size())
+                               page=page_number(), per_page=page_size(), origin=g.origin)
     return render_template(
         "chart_consents.html", patient=patient, listing=listing, tab="consents",
         upload=upload_form(Category.USER_CONSENT, TargetType.USER, patient.id),

@@ -69,18 +69,23 @@ def type_name(row: StoredFile) -> str:
 def thumb_url(row: StoredFile) -> str | None:
     """A signed thumbnail link for images and PDFs; None for types shown as a badge."""
     if row.is_image:
-        return view_url(row, size=THUMB_BOX)
+        return view_url(row, _viewer(), size=THUMB_BOX)
     if row.is_pdf:
-        return view_url(row, size=THUMB_BOX, preview=1)
+        return view_url(row, _viewer(), size=THUMB_BOX, preview=1)
     return None
 
 
 def open_url(row: StoredFile) -> str:
-    return view_url(row)
+    return view_url(row, _viewer())
 
 
 def download_url(row: StoredFile) -> str:
-    return view_url(row) + "&download=1"
+    return view_url(row, _viewer()) + "&download=1"
+
+
+def _viewer() -> User | None:
+    """Links on a page are minted for the signed-in user (their views are theirs)."""
+    return current_user._get_current_object() if current_user.is_authenticated else None
 
 
 def viewable(row: StoredFile) -> bool:
@@ -91,6 +96,15 @@ def viewable(row: StoredFile) -> bool:
 def can(row: StoredFile, action: str) -> bool:
     """Whether the signed-in user may take `action` on the file (decides which buttons show)."""
     return current_user.is_authenticated and access.can(current_user, row, Action(action))
+
+
+def viewer_is_staff() -> bool:
+    return bool(current_user.is_authenticated and current_user.is_staff)
+
+
+def mine(row: StoredFile) -> bool:
+    """Uploaded by the signed-in user."""
+    return bool(current_user.is_authenticated and row.creator_id == current_user.id)
 
 
 def uploader(row: StoredFile) -> str:
@@ -106,7 +120,7 @@ def needs_reason(row: StoredFile) -> bool:
 
 def avatar_url(user: User) -> str | None:
     row = files.current_avatar(user)
-    return view_url(row, size=AVATAR_BOX) if row else None
+    return view_url(row, _viewer(), size=AVATAR_BOX) if row else None
 
 
 def initials(user: User) -> str:
@@ -121,7 +135,8 @@ def register_display(app: Flask) -> None:
     app.jinja_env.globals.update(
         file_kind=kind, type_name=type_name, thumb_url=thumb_url, open_url=open_url,
         download_url=download_url, viewable=viewable, can=can, uploader=uploader,
-        initials=initials, avatar_url=avatar_url, needs_reason=needs_reason, VIEWER_PAGES=VIEWER_PAGES,
+        initials=initials, avatar_url=avatar_url, needs_reason=needs_reason, viewer_is_staff=viewer_is_staff,
+        mine=mine, VIEWER_PAGES=VIEWER_PAGES,
         UPLOAD_ACCEPT=UPLOAD_ACCEPT, here=here, page_url=page_url,
     )
 

@@ -12,11 +12,11 @@ from app.api import params
 from app.errors import BadRequest, InvalidUpload, TooLarge
 from app.http import wants_json
 from app.models import Action, Category, TargetType
-from app.services import files
+from app.services import audit, files
 from app.services.files import Target
 from app.services.paging import Page
 from app.web.display import needs_reason
-from app.web.forms import ConfirmForm, DeleteForm, RenameForm, ShareForm, UploadForm
+from app.web.forms import ConfirmForm, DeleteForm, RenameForm, UploadForm, VisibilityForm
 from app.web.navigation import back, here, page_number, safe_next
 
 bp = Blueprint("documents", __name__)
@@ -34,7 +34,7 @@ def visit_groups(patient) -> list[tuple]:
     """(visit, its attachments, an upload form for it) for each of the patient's visits."""
     return [
         (visit, Page.whole(rows), upload_form(Category.INTAKE_ATTACHMENT, TargetType.VISIT, visit.public_id))
-        for visit, rows in files.list_visits_with_files(current_user, patient)
+        for visit, rows in files.list_visits_with_files(current_user, patient, g.origin)
     ]
 
 
@@ -49,11 +49,11 @@ def page_size() -> int:
 @bp.get("/documents")
 @login_required
 def index():
-    """A patient's documents and files shared with them, newest first."""
+    """A patient's documents and what their care team made visible to them, newest first."""
     if current_user.is_staff:
         return redirect(url_for("chart.patients"))
     listing = files.list_files(current_user, Target.chart(current_user), Category.USER_DOCUMENT,
-                               include_shared=True, page=page_number(), per_page=page_size())
+                               include_shared=True, page=page_number(), per_page=page_size(), origin=g.origin)
     return render_template(
         "documents.html", listing=listing, tab="documents",
         upload=upload_form(Category.USER_DOCUMENT, TargetType.USER, current_user.id),
@@ -141,6 +141,15 @@ def delete(file_id: str):
     return back(form.next.data)
 
 
+@bp.get("/documents/<file_id>/history")
+@login_required
+def history(file_id: str):
+    """The file's access history: who opened, downloaded or changed it, and when."""
+    row = files.get_file(current_user, file_id)
+    return render_template("history.html", row=row, entries=audit.access_history(row, current_user),
+                           back=safe_next(request.args.get("next")) or None)
+
+
 @bp.post("/documents/<file_id>/restore")
 @login_required
 def restore(file_id: str):
@@ -161,14 +170,14 @@ def trash():
                            patient=None, restore=ConfirmForm(formdata=None, next=here()))
 
 
-@bp.post("/documents/<file_id>/share")
+@bp.post("/documents/<file_id>/visibility")
 @login_required
-def share(file_id: str):
-    """Share a file with the patient whose chart holds it, or stop sharing it."""
-    form = ShareForm()
-    row = files.set_shared(current_user, g.origin, file_id, bool(form.shared.data))
+def visibility(file_id: str):
+    """Staff: make a file visible to the patient whose chart holds it, or hide it from them."""
+    form = VisibilityForm()
+    row = files.set_visible(current_user, g.origin, file_id, bool(form.visible.data))
     who = row.patient.full_name if row.patient else "the patient"
-    flash(f"Shared “{row.name}” with {who}." if row.shared else f"“{row.name}” is no longer shared with {who}.",
+    flash(f"“{row.name}” is now visible to {who}." if row.visible else f"“{row.name}” is hidden from {who}.",
           "success")
     return back(form.next.data)
 

@@ -44,8 +44,8 @@ class DeleteForm(FlaskForm):
     next = HiddenField()
 
 
-class ShareForm(FlaskForm):
-    shared = BooleanField("Shared with the patient")
+class VisibilityForm(FlaskForm):
+    visible = BooleanField("Visible to the patient")
     next = HiddenField()
 
 

@@ -60,6 +60,9 @@ def live(tmp_path_factory):
         with open(DATA / "lab-results.pdf", "rb") as fh:
             files.upload(provider, Origin.cli(), fh, "lab-results.pdf", Category.USER_DOCUMENT,
                          files.Target.chart(alice))
+        with open(DATA / "xray.png", "rb") as fh:  # staff's: hidden from Alice until released
+            files.upload(provider, Origin.cli(), fh, "wound-scan.png", Category.INTAKE_ATTACHMENT,
+                         files.Target.chart(alice, visit))
         ids = {"alice": alice.id}
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -200,16 +203,17 @@ def test_provider_finds_the_patient_and_shares_a_visit_attachment(page, live):
     shot(page, "06-provider-chart-documents")
 
     page.get_by_role("link", name="Visits").click()
-    attachment = row(page, "rash-photo.jpg")
-    attachment.get_by_role("button", name=re.compile("Share with patient")).click()
-    page.get_by_text("Shared “rash-photo.jpg” with Alice Moreno.").wait_for()
+    attachment = row(page, "wound-scan.png")
+    assert "Hidden from patient" in attachment.inner_text()
+    attachment.get_by_role("button", name=re.compile("Make visible to patient")).click()
+    page.get_by_text("“wound-scan.png” is now visible to Alice Moreno.").wait_for()
     shot(page, "07-provider-chart-visits")
     sign_out(page)
 
     sign_in(page, live, "alice")
-    shared = row(page, "rash-photo.jpg")
+    shared = row(page, "wound-scan.png")
     shared.wait_for()
-    assert "Shared by your care team" in shared.inner_text()
+    assert "From your care team" in shared.inner_text()
     assert shared.get_by_text("Delete").count() == 0  # an attachment: the patient may only look
 
 

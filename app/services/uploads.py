@@ -1,0 +1,203 @@
+"""Uploads: an upload's way in, from the access check to its row.
+
+Check where a file may go (`check_upload`), then validate its bytes and write them to storage
+(`receive`), then add its row and audit event (`record`); `store` does all three and `upload`
+commits as well. A new file's visibility to the patient starts at the category's default
+(VISIBLE_BY_DEFAULT), and a new profile picture retires the old one. files.py, the hall, offers
+these calls to the doors under the same names.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO
+
+from flask import current_app
+from sqlalchemy import select
+
+from app.errors import BadRequest, CannotReceive, InvalidUpload
+from app.extensions import db
+from app.models import Action, Category, Role, StoredFile, TargetType, User
+from app.models.base import utcnow
+from app.services import access, audit, scrub, transaction
+from app.services.audit import Origin
+from app.services.spool import spool
+from app.services.targets import Target
+from app.services.validation import (
+    IMAGES,
+    TYPES,
+    Inspection,
+    Limits,
+    clean_name,
+    inspect_file,
+    name_extension,
+)
+from app.storage import get_storage, new_key
+
+#: What each category accepts beyond the door's own choice (a profile picture is a photo), and
+#: how a refusal says so.
+CATEGORY_ACCEPTS: dict[Category, tuple[frozenset[str], str]] = {
+    Category.USER_AVATAR: (IMAGES, "A profile picture must be a PNG or JPEG image."),
+}
+
+#: Whether staff uploads are visible to the patient at once, per category: documents are;
+#: visit attachments and consents wait until staff release them. A patient's own uploads and
+#: profile pictures are always visible.
+VISIBLE_BY_DEFAULT = {
+    Category.USER_DOCUMENT: True, Category.INTAKE_ATTACHMENT: False, Category.USER_CONSENT: False,
+    Category.USER_AVATAR: True,
+}
+
+
+def default_visibility(actor: User, category: Category, target: Target) -> bool:
+    """Visible to the patient when they upload it themselves, else by the category's default."""
+    return target.patient_id == actor.id or VISIBLE_BY_DEFAULT[category]
+
+
+def check_upload(actor: User, category: Category, target: Target) -> None:
+    """Whether the actor may add a file of `category` there (call before reading a body).
+
+    Raises NotFound (out of reach), Forbidden (the role may not) or BadRequest (a category
+    and target that do not fit together).
+    """
+    access.check_upload(actor, category, target.patient_id, target.account_id)
+    if target.is_held:
+        return
+    if category == Category.INTAKE_ATTACHMENT and target.visit is None:
+        raise BadRequest("Intake attachments belong to a visit; upload them to one of the patient's visits.")
+    if category != Category.USER_AVATAR and target.patient is not None and target.patient.role != Role.PATIENT:
+        raise BadRequest("Documents belong to a patient; name the patient whose chart the file is for.")
+
+
+def upload(actor: User, origin: Origin, stream: IO[bytes], filename: str | None,
+           category: Category = Category.USER_DOCUMENT, target: Target | None = None, *,
+           accept: Collection[str] | None = None, add_extension: bool = False) -> StoredFile:
+    """Validate, store and commit one upload; return its row. See `store` for the arguments."""
+    row = store(actor, origin, stream, filename, category, target, accept=accept, add_extension=add_extension)
+    transaction.commit()
+    return row
+
+
+def store(actor: User, origin: Origin, stream: IO[bytes], filename: str | None,
+          category: Category = Category.USER_DOCUMENT, target: Target | None = None, *,
+          accept: Collection[str] | None = None, add_extension: bool = False) -> StoredFile:
+    """Validate and store one upload and add its row and audit event (flushed, not committed).
+
+    The caller commits (transaction.commit); if the transaction ends without a commit the
+    bytes are removed again, so storage never keeps bytes without a row.
+    Args:
+        actor: who uploads (becomes the creator).
+        origin: the door and client, for the audit trail.
+        stream: the file's bytes, read once in chunks.
+        filename: the client's name for it (cleaned; its extension must agree with the bytes).
+        category: one of Category; intake attachments need a visit target.
+        target: the chart (and visit); the actor's own when None.
+        accept: the media types this door takes (validation.TYPES keys); all when None. The
+            category may narrow it further (CATEGORY_ACCEPTS).
+        add_extension: give a name without an extension the detected type's own.
+    Raises:
+        NotFound / Forbidden: the target is out of reach / the role may not upload there.
+        BadRequest: a category and target that do not fit together.
+        TooLarge: over UPLOAD_MAX_BYTES.
+        InvalidUpload: not an accepted, intact file of an accepted type matching its name.
+    """
+    target = target or Target.chart(actor)
+    check_upload(actor, category, target)  # before the body is read
+    received = receive(stream, filename, category, accept=accept, add_extension=add_extension)
+    return record(actor, origin, received, category, target)
+
+
+@dataclass(frozen=True)
+class Received:
+    """An upload whose bytes are validated and stored, its row not yet written."""
+
+    name: str
+    found: Inspection
+    size: int
+    sha256: str
+    backend: str
+    key: str
+
+
+def receive(stream: IO[bytes], filename: str | None, category: Category = Category.USER_DOCUMENT, *,
+            accept: Collection[str] | None = None, add_extension: bool = False) -> Received:
+    """Validate an upload's bytes and write them to storage; no row yet (see `store`).
+
+    Photos are stored without their location and identifying metadata (scrub.py); the size
+    and sha256 are of what is kept. The blob is removed again unless the current transaction
+    commits (transaction.track_blob).
+    Raises TooLarge or InvalidUpload as `store`.
+    """
+    config = current_app.config
+    narrowed, purpose = CATEGORY_ACCEPTS.get(category, (frozenset(TYPES), ""))
+    accepted = frozenset(accept if accept is not None else TYPES) & narrowed
+    with spool(stream, config["UPLOAD_MAX_BYTES"], _tmp_dir()) as spooled:
+        name = clean_name(filename)
+        found = inspect_file(spooled.path, name, Limits.from_config(config), accept=accepted, purpose=purpose)
+        if not name or (add_extension and not name_extension(name)):
+            name = f"{name or 'upload'}.{found.ext}"
+        try:
+            cleaned = scrub.strip_metadata(spooled.path, found.media_type)
+        except scrub.NotScrubbable:
+            raise InvalidUpload("The image could not be read to remove its metadata; save it again and re-upload.") \
+                from None
+        except OSError as exc:  # the temp folder is full or gone: an outage, not the file's fault
+            current_app.logger.error("cannot write a cleaned copy in %s: %s", _tmp_dir(), exc)
+            raise CannotReceive() from None
+        path, size, sha256 = spooled.path, spooled.size, spooled.sha256
+        try:
+            if cleaned is not None:
+                path = cleaned
+                with open(cleaned, "rb") as fh:
+                    sha256, size = scrub.sha256_and_size(fh)
+            storage = get_storage()
+            key = new_key()
+            with open(path, "rb") as fh:
+                storage.put(key, fh)
+        finally:
+            if cleaned is not None:
+                os.unlink(cleaned)
+    transaction.track_blob(key)
+    return Received(name, found, size, sha256, storage.name, key)
+
+
+def record(actor: User, origin: Origin, received: Received, category: Category, target: Target) -> StoredFile:
+    """Add the row and audit event of a received upload (flushed, not committed).
+
+    Raises NotFound, Forbidden or BadRequest as check_upload (checked again: the target may
+    have been looked up anew since).
+    """
+    check_upload(actor, category, target)
+    now = utcnow()
+    found = received.found
+    row = StoredFile(
+        account_id=target.account_id, name=received.name, ext=found.ext, size=received.size,
+        sha256=received.sha256, media_type=found.media_type, category=category.value,
+        target_type=target.type.value, target_id=target.id, patient_id=target.patient_id,
+        visit_id=target.visit_id, creator_id=actor.id,
+        created_at=now, modified_at=now, storage_backend=received.backend, storage_key=received.key,
+        page_count=found.page_count, width=found.width, height=found.height,
+        visible=default_visibility(actor, category, target),
+    )
+    if category == Category.USER_AVATAR and target.patient is not None:
+        _retire_avatars(actor, origin, target.patient, now)
+    db.session.add(row)
+    db.session.flush()
+    audit.record(Action.UPLOAD, origin, actor=actor, file=row, name=row.name, size=row.size)
+    return row
+
+
+def _retire_avatars(actor: User, origin: Origin, user: User, now: datetime) -> None:
+    """One avatar per user: a new one replaces (soft-deletes) the old."""
+    for old in db.session.scalars(select(StoredFile).where(StoredFile.deleted_at.is_(None)).where(
+        StoredFile.patient_id == user.id, StoredFile.category == Category.USER_AVATAR,
+        StoredFile.target_type == TargetType.USER,
+    )):
+        old.deleted_at, old.deleted_by_id = now, actor.id
+        audit.record(Action.DELETE, origin, actor=actor, file=old, reason="replaced")
+
+
+def _tmp_dir() -> str:
+    return os.path.join(current_app.instance_path, "tmp")
