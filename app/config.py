@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from flask import Flask
 
@@ -31,6 +32,11 @@ class Defaults:
     ZIP_MAX_UNCOMPRESSED = 100 * MIB
     SIGNED_URL_TTL = 3600  # seconds a view link stays valid
     SIGNED_URL_SKEW = 60  # seconds a link's time may lie in the future
+    SIGNED_UPLOAD_TTL = 600  # seconds a signed upload URL may still PUT bytes (once)
+    # The public address every absolute link is built from (https://files.clinic.example); when
+    # unset, the configured SERVER_NAME or the address the server is bound to — never a client's
+    # Host header.
+    PUBLIC_URL: str | None = None
     TRASH_RETENTION_DAYS = 30  # a deleted file can be restored this long; `files purge` after
     ORPHAN_GRACE_HOURS = 24  # debris (orphan blobs, temp and partial files) younger than this is kept
     # Downloads up to this size are checked against their sha256 before the first byte is sent
@@ -51,6 +57,13 @@ class Defaults:
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    # None: Secure (sent over HTTPS only) when PUBLIC_URL starts with https://, else not (a
+    # plain-http development server would otherwise never get its cookie back). True/False wins.
+    SESSION_COOKIE_SECURE: bool | None = None
+    # A signed-in page session ends after this long without a request, and this long after
+    # sign-in whatever happens (the server-side record decides; the cookie only carries its secret).
+    SESSION_IDLE_MINUTES = 15
+    SESSION_MAX_HOURS = 12
 
 
 def load_config(app: Flask, test_config: dict | None) -> None:
@@ -67,6 +80,17 @@ def load_config(app: Flask, test_config: dict | None) -> None:
     if not app.config.get("STORAGE_ROOT"):
         app.config["STORAGE_ROOT"] = os.path.join(app.instance_path, "files")
     check_config(app)
+    _session_cookie_settings(app)
+
+
+def _session_cookie_settings(app: Flask) -> None:
+    """Derive the cookie settings that follow other settings, once every source is read."""
+    config = app.config
+    if config.get("SESSION_COOKIE_SECURE") is None:
+        config["SESSION_COOKIE_SECURE"] = str(config.get("PUBLIC_URL") or "").lower().startswith("https://")
+    # Flask refuses a session cookie signed longer ago than this, so even a copied cookie dies
+    # with the longest session; the record's own checks come on top.
+    config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=config["SESSION_MAX_HOURS"])
 
 
 def check_config(app: Flask) -> None:
@@ -84,5 +108,9 @@ def check_config(app: Flask) -> None:
         raise RuntimeError(f"STORAGE_BACKEND must be 'filesystem' or 's3', not {backend!r}.")
     if backend == "s3" and not app.config.get("S3_BUCKET"):
         raise RuntimeError("STORAGE_BACKEND is 's3' but S3_BUCKET is not set.")
+    for name in ("SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS"):
+        value = app.config[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise RuntimeError(f"{name} must be a positive number, not {value!r}.")
     if app.config["UPLOAD_MAX_BYTES"] > app.config["MAX_CONTENT_LENGTH"]:
         app.config["MAX_CONTENT_LENGTH"] = app.config["UPLOAD_MAX_BYTES"] + MIB

@@ -3,22 +3,26 @@
 A dialect's own tables live beside its routes (app/api/<vendor>/models.py).
 """
 from app.models.accounts import Account, ApiToken, LoginFailure, User
-from app.models.audit import AuditEvent
+from app.models.audit import AuditChain, AuditEvent
 from app.models.enums import Action, Category, Channel, Role, TargetType
 from app.models.files import StoredFile
+from app.models.sessions import EndReason, UserSession
 from app.models.visits import Visit
 
 __all__ = [
     "Account",
     "Action",
     "ApiToken",
+    "AuditChain",
     "AuditEvent",
     "Category",
     "Channel",
+    "EndReason",
     "LoginFailure",
     "Role",
     "StoredFile",
     "TargetType",
     "User",
+    "UserSession",
     "Visit",
 ]

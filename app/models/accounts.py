@@ -33,6 +33,9 @@ class User(UserMixin, Model):
     password_hash: Mapped[str | None] = mapped_column(String(256))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the password last changed or the user was disabled: sessions and tokens from before
+    # it are refused (and signed links minted before it, later).
+    credentials_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     account: Mapped[Account] = relationship(lazy="joined")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from blinker import Namespace
@@ -13,9 +14,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.errors import BadRequest, Conflict, NotFound, Unauthorized
 from app.extensions import db
-from app.models import Account, ApiToken, Role, User, Visit
+from app.models import Account, Action, ApiToken, EndReason, Role, User, Visit
 from app.models.base import MAX_ID, utcnow
-from app.services import access, throttle, transaction
+from app.services import access, audit, sessions, throttle, transaction
 from app.services.audit import Origin
 from app.services.paging import Page, paginate
 
@@ -157,15 +158,23 @@ def resolve_token(token: str | None) -> User:
     now = utcnow()
     if row is None or token_state(row, now) != "active" or not row.user.active:
         raise Unauthorized("The API token is not valid.")
+    changed = row.user.credentials_changed_at
+    if changed is not None and row.created_at < changed:
+        # Issued just before a password change or a disable (which revoked every token it saw).
+        raise Unauthorized("The API token is not valid.")
+    user = row.user
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
         row.last_used_at = now  # coarse, so reads do not write on every request
-        transaction.commit()
-    return row.user
+        user_id = user.id
+        if not transaction.commit_bookkeeping(f"that token {row.prefix} was used"):
+            user = db.session.get(User, user_id) or user  # read-only database: reads go on
+    return user
 
 
-def sign_in(username: str, password: str, ip: str | None) -> User | None:
+def sign_in(username: str, password: str, ip: str | None, origin: Origin | None = None) -> User | None:
     """Check a password sign-in, throttled per username and client address (every door).
 
+    Every attempt is audited (the username tried, success or refusal; never the password).
     Returns the active user, or None for bad credentials or an inactive user (one answer, so
     nobody learns which usernames exist).
     Raises:
@@ -176,13 +185,17 @@ def sign_in(username: str, password: str, ip: str | None) -> User | None:
     user = authenticate(username, password)
     if user is None:
         throttle.failed(key)
-        return None
-    throttle.succeeded(key)
+    else:
+        throttle.succeeded(key)
+    if origin is not None:
+        audit.record(Action.SIGN_IN, origin, actor=user, outcome="ok" if user else "refused",
+                     username=(username or "")[:150])
+        transaction.commit()
     return user
 
 
 def issue_login_token(username: str, password: str, ip: str | None,
-                      token_name: str) -> tuple[User, str] | None:
+                      token_name: str, origin: Origin | None = None) -> tuple[User, str] | None:
     """Sign in with a password for an API client: a new API token (see sign_in).
 
     Args:
@@ -192,8 +205,82 @@ def issue_login_token(username: str, password: str, ip: str | None,
     Raises:
         TooManyRequests: as sign_in.
     """
-    user = sign_in(username, password, ip)
+    user = sign_in(username, password, ip, origin)
     return None if user is None else (user, create_token(user, token_name)[1])
+
+
+def open_session(username: str, password: str, origin: Origin,
+                 replacing: str | None = None) -> tuple[User, str] | None:
+    """Sign in with a password for the pages: a new server-side session (see sign_in).
+
+    Args:
+        origin: the client address (throttled on) and user agent, kept with the session.
+        replacing: the secret of the session the browser had before, ended on success.
+    Returns:
+        (user, secret for the cookie) on success; None for bad credentials or an inactive user.
+    Raises:
+        TooManyRequests: as sign_in.
+    """
+    user = sign_in(username, password, origin.ip, origin)
+    return None if user is None else (user, sessions.start(user, origin, replacing))
+
+
+@dataclass(frozen=True)
+class CredentialsCut:
+    """What a disable or a password change ended: open sessions and live API tokens."""
+
+    sessions_ended: int
+    tokens_revoked: int
+
+
+def disable_user(user: User) -> CredentialsCut:
+    """Disable `user`: no sign-in, no page, no API call from now on; one commit.
+
+    Ends every open session (reason disabled) and revokes every API token of theirs, and sets
+    credentials_changed_at. Disabling a disabled user cuts whatever is left (nothing, normally).
+    """
+    now = utcnow()
+    user.active = False
+    user.credentials_changed_at = now
+    cut = _cut_credentials(user, EndReason.DISABLED, now)
+    transaction.commit()
+    return cut
+
+
+def enable_user(user: User) -> bool:
+    """Let a disabled user sign in again; one commit. Returns False when they were not disabled.
+
+    Ended sessions and revoked tokens stay so: they sign in anew and get new tokens.
+    """
+    if user.active:
+        return False
+    user.active = True
+    transaction.commit()
+    return True
+
+
+def set_password(user: User, password: str) -> CredentialsCut:
+    """Give `user` a new sign-in password; one commit.
+
+    Ends every open session (reason password_changed) and revokes every API token of theirs,
+    and sets credentials_changed_at. Raises BadRequest for a password shorter than MIN_PASSWORD.
+    """
+    if len(password or "") < MIN_PASSWORD:
+        raise BadRequest(f"Passwords need at least {MIN_PASSWORD} characters.")
+    now = utcnow()
+    user.password_hash = generate_password_hash(password)
+    user.credentials_changed_at = now
+    cut = _cut_credentials(user, EndReason.PASSWORD_CHANGED, now)
+    transaction.commit()
+    return cut
+
+
+def _cut_credentials(user: User, reason: EndReason, now: datetime) -> CredentialsCut:
+    tokens = db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id,
+                                                       ApiToken.revoked_at.is_(None))).all()
+    for row in tokens:
+        row.revoked_at = now
+    return CredentialsCut(sessions.end_open_sessions(user, reason, now=now), len(tokens))
 
 
 def revoke_presented_token(token: str | None) -> None:

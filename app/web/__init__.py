@@ -1,5 +1,5 @@
 """Server-rendered pages for patients and providers."""
-from flask import Flask, Response, redirect, url_for
+from flask import Flask, Response, flash, redirect, session, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
@@ -13,20 +13,31 @@ PAGE_CSP = (
 
 
 def register_web(app: Flask) -> None:
-    from app.api import params
     from app.errors import BadRequest, Unauthorized, render_page_error
     from app.extensions import login_manager
     from app.http import wants_json
-    from app.services.accounts import get_user_by_id
+    from app.services import sessions
     from app.web import auth, chart, documents, home
     from app.web.display import register_display
     from app.web.navigation import here
 
     @login_manager.user_loader
     def load_user(user_id: str):
-        number = params.row_id(user_id)
-        return get_user_by_id(number) if number is not None else None
+        # The only way in: the server-side record named by the cookie's secret (an ended, idle,
+        # expired or disabled one is refused and the cookie emptied). flask-login's own user
+        # id, e.g. from a remember cookie, never signs anyone in without a live record.
+        secret = session.get(auth.SESSION_KEY)
+        user = sessions.resolve(secret, user_id)
+        if user is None:
+            for key in (auth.SESSION_KEY, *auth.LOGIN_KEYS):
+                session.pop(key, None)
+            if secret is not None:
+                flash(auth.SESSION_ENDED, "info")
+        return user
 
+    # The record is the session's authority; flask-login's IP/user-agent binding would only
+    # sign out patients whose phone changes network. No remember-me, request or header loaders.
+    login_manager.session_protection = None
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
     login_manager.login_message_category = "info"
