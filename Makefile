@@ -37,8 +37,7 @@ demo: migrate
 
 run: demo
 	@echo "Chartbox on http://$(HOST):$(PORT)/ (demo logins: instance/demo-logins.txt)"
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --threads 4 --timeout 60 \
-		--access-logfile - wsgi:app
+	HOST='$(HOST)' PORT='$(PORT)' WORKERS='$(WORKERS)' $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 # Browser tests use Debian's Chromium; without it (and without root to install it) they skip.
 chromium:
