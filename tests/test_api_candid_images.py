@@ -404,3 +404,18 @@ def test_metadata_changes_are_audited(client, auth, provider, patient):
         ("update", "candid", provider.id, {"candid_image": image["id"], "version": 2}),
         ("deactivate", "candid", provider.id, {"candid_image": image["id"], "version": 3}),
     ]  # the refused stale update left nothing
+
+
+def test_a_signed_upload_url_works_once_and_for_minutes(client, auth, patient, app):
+    """A signed URL copied from anywhere (a log, a proxy) cannot replace the card afterwards."""
+    image = create(client, auth, body(patient))
+    assert client.put(image["signed_url"], data=sample("insurance-front.jpg")).status_code == 200
+    again = client.put(image["signed_url"], data=sample("photo.jpg"))
+    assert_error(again, 403, "OrganizationNotAuthorizedError")
+    assert client.get(image["signed_url"]).data == sample("insurance-front.jpg")  # reading still works
+    fresh = client.get(f"/images/v1/{image['id']}", headers=auth).get_json()["signed_url"]
+    assert client.put(fresh, data=sample("insurance-back.jpg")).status_code == 200  # a fresh one uploads
+    app.config["SIGNED_UPLOAD_TTL"] = -1  # as if minted longer ago than the upload window
+    stale = client.get(f"/images/v1/{image['id']}", headers=auth).get_json()["signed_url"]
+    assert_error(client.put(stale, data=sample("photo.jpg")), 403, "OrganizationNotAuthorizedError")
+    assert client.get(stale).status_code == 200

@@ -34,3 +34,31 @@ def test_forwarded_headers_are_ignored_by_default(client, make_user, make_token,
     fullpath, ip = _upload(client, make_user, make_token)
     assert fullpath.startswith("http://localhost/files/view/")
     assert ip == "127.0.0.1"  # a client cannot forge its address into the audit trail
+
+
+@pytest.mark.parametrize("config_overrides", [{"SERVER_NAME": None}])
+def test_a_forged_host_header_never_reaches_a_link(client, make_user, make_token, config_overrides):
+    """`Host: evil.example` must not make fullpath (with its auth_code) or Link point elsewhere."""
+    provider, patient = make_user(Role.PROVIDER), make_user(Role.PATIENT)
+    headers = {"X-ApiToken": make_token(provider), "Host": "evil.example"}
+    for _ in range(2):
+        client.post("/api_v3/files", headers=headers, data={"file": (io.BytesIO(sample("notes.txt")), "notes.txt"),
+                                                            "meta.target.id": str(patient.id)})
+    listed = client.get(f"/api_v3/files?target_id={patient.id}&per_page=1", headers=headers)
+    assert listed.status_code == 200
+    assert listed.json["data"][0]["fullpath"].startswith("http://localhost/files/view/")
+    assert listed.headers["Link"].startswith("<http://localhost/api_v3/files?")
+    assert "evil.example" not in listed.get_data(as_text=True) + listed.headers["Link"]
+
+
+@pytest.mark.parametrize("config_overrides", [{"PUBLIC_URL": "https://files.clinic.example/"}])
+def test_public_url_decides_every_absolute_link(client, make_user, make_token, config_overrides):
+    fullpath, _ = _upload(client, make_user, make_token)
+    assert fullpath.startswith("https://files.clinic.example/files/view/")
+
+
+def test_api_answers_are_never_cached(client, make_user, make_token):
+    headers = {"X-ApiToken": make_token(make_user(Role.PROVIDER))}
+    for resp in (client.get("/api_v3/files", headers=headers), client.get("/api_v3/files/nope", headers=headers),
+                 client.get("/tscharts/v1/image/", headers={"Authorization": "Token nope"})):
+        assert resp.headers["Cache-Control"] == "no-store" and resp.headers["X-Content-Type-Options"] == "nosniff"

@@ -9,6 +9,7 @@ from conftest import sample
 from sqlalchemy import select
 
 from app.errors import Forbidden
+from app.extensions import db
 from app.models import AuditEvent
 from app.services import files, signing
 from app.services.audit import Origin
@@ -32,9 +33,12 @@ def photo(patient, make_file):
     return make_file(patient, "photo.jpg")
 
 
-def link(file_id: str, now: int | None = None, purpose: str = signing.VIEW, **extra) -> str:
-    code, stamp = signing.sign(purpose, file_id, now=now)
-    query = "&".join(f"{k}={v}" for k, v in {"auth_code": code, "time": stamp, **extra}.items())
+def link(file_id: str, now: int | None = None, purpose: str = signing.VIEW, by: int | None = None, **extra) -> str:
+    """A link to a file minted for `by` (the file's uploader when not given)."""
+    row = files.find_file(file_id)
+    by = by if by is not None else (row.creator_id if row is not None else 1)
+    code, stamp = signing.sign(purpose, signing.view_subject(file_id, by), now=now)
+    query = "&".join(f"{k}={v}" for k, v in {"by": by, "auth_code": code, "time": stamp, **extra}.items())
     return f"/files/view/{file_id}?{query}"
 
 
@@ -96,7 +100,7 @@ def test_fresh_link_serves_the_bytes(client, pdf):
     assert resp.mimetype == "application/pdf"
     url = urlsplit(view_url(pdf))
     assert url.path == f"/files/view/{pdf.public_id}"
-    assert set(parse_qs(url.query)) == {"auth_code", "time"}
+    assert set(parse_qs(url.query)) == {"by", "auth_code", "time"}  # minted for a user
 
 
 def test_same_link_under_api_v3(client, pdf):
@@ -107,10 +111,10 @@ def test_same_link_under_api_v3(client, pdf):
 
 @pytest.mark.parametrize("position", [0, 31, 63])
 def test_one_tampered_hex_digit_is_403(client, pdf, position):
-    code, stamp = signing.sign(signing.VIEW, pdf.public_id)
+    code, stamp = signing.sign(signing.VIEW, signing.view_subject(pdf.public_id, pdf.creator_id))
     digit = "0" if code[position] != "0" else "1"
     bad = code[:position] + digit + code[position + 1:]
-    resp = client.get(f"/files/view/{pdf.public_id}?auth_code={bad}&time={stamp}")
+    resp = client.get(f"/files/view/{pdf.public_id}?by={pdf.creator_id}&auth_code={bad}&time={stamp}")
     assert resp.status_code == 403
     assert resp.json == {"code": 403, "message": "This link is not valid."}
 
@@ -133,27 +137,29 @@ def test_time_beyond_the_skew_is_403(client, pdf):
 
 @pytest.mark.parametrize("stamp", ["abc", "12%2034", "-1", "99999999999999", "%00", "%EF%BC%91", "1%0A"])
 def test_malformed_time_in_the_url_is_403(client, pdf, stamp):
-    code, _ = signing.sign(signing.VIEW, pdf.public_id)
-    resp = client.get(f"/files/view/{pdf.public_id}?auth_code={code}&time={stamp}")
+    code, _ = signing.sign(signing.VIEW, signing.view_subject(pdf.public_id, pdf.creator_id))
+    resp = client.get(f"/files/view/{pdf.public_id}?by={pdf.creator_id}&auth_code={code}&time={stamp}")
     assert resp.status_code == 403 and resp.json["code"] == 403
 
 
 @pytest.mark.parametrize("code", ["%C3%A9" * 64, "%F0%9F%98%80", "%FF%FE", "x" * 5000, "%00", "",
                                   "zz%20zz"])
 def test_non_ascii_or_junk_auth_code_is_403_not_500(client, pdf, code):
-    resp = client.get(f"/files/view/{pdf.public_id}?auth_code={code}&time={int(time.time())}")
+    resp = client.get(f"/files/view/{pdf.public_id}?by={pdf.creator_id}&auth_code={code}&time={int(time.time())}")
     assert resp.status_code == 403
 
 
 def test_missing_parameters_are_403(client, pdf):
-    code, stamp = signing.sign(signing.VIEW, pdf.public_id)
-    for query in ("", f"?auth_code={code}", f"?time={stamp}", "?auth_code=&time="):
+    code, stamp = signing.sign(signing.VIEW, signing.view_subject(pdf.public_id, pdf.creator_id))
+    by = pdf.creator_id
+    for query in (f"?by={by}", f"?by={by}&auth_code={code}", f"?by={by}&time={stamp}", f"?by={by}&auth_code=&time=",
+                  f"?auth_code={code}&time={stamp}"):  # the last: whom it was minted for is missing
         assert client.get(f"/files/view/{pdf.public_id}{query}").status_code == 403
 
 
 def test_link_for_one_file_does_not_open_another(client, pdf, photo):
-    code, stamp = signing.sign(signing.VIEW, pdf.public_id)
-    assert client.get(f"/files/view/{photo.public_id}?auth_code={code}&time={stamp}").status_code == 403
+    code, stamp = signing.sign(signing.VIEW, signing.view_subject(pdf.public_id, pdf.creator_id))
+    assert client.get(f"/files/view/{photo.public_id}?by={pdf.creator_id}&auth_code={code}&time={stamp}").status_code == 403
 
 
 def test_link_of_another_purpose_is_403(client, pdf):
@@ -197,7 +203,7 @@ def test_junk_size_is_400(client, photo, size):
 
 
 def test_junk_size_on_a_bad_link_is_still_403(client, photo):
-    resp = client.get(f"/files/view/{photo.public_id}?auth_code={'0' * 64}&time=1&size=junk")
+    resp = client.get(f"/files/view/{photo.public_id}?by={photo.creator_id}&auth_code={'0' * 64}&time=1&size=junk")
     assert resp.status_code == 403
 
 
@@ -217,3 +223,33 @@ def test_each_use_is_audited(client, pdf, db_events=None):
 def test_junk_preview_page_is_400(client, pdf, value):
     resp = client.get(link(pdf.public_id, preview=value, size="100x100"))
     assert resp.status_code == 400 and resp.json["code"] == 400
+
+
+def test_a_link_view_is_attributed_to_the_person_it_was_minted_for(client, app, make_user, make_token, make_file):
+    patient, provider = make_user("patient"), make_user("provider")
+    row = make_file(provider, "letter.pdf", patient=patient)
+    fullpath = client.get(f"/api_v3/files/{row.public_id}", headers={"X-ApiToken": make_token(patient)}).json[
+        "data"]["fullpath"]
+    assert f"by={patient.id}" in fullpath and client.get(fullpath).status_code == 200
+    event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "view").order_by(AuditEvent.id)).all()[-1]
+    assert (event.actor_id, event.channel, event.actor_role) == (patient.id, "link", "patient")
+
+
+def test_a_link_stops_working_once_its_person_may_not_see_the_file(client, make_user, make_token, make_file):
+    patient, provider = make_user("patient"), make_user("provider")
+    row = make_file(provider, "letter.pdf", patient=patient)
+    fullpath = client.get(f"/api_v3/files/{row.public_id}", headers={"X-ApiToken": make_token(patient)}).json[
+        "data"]["fullpath"]
+    files.set_visible(provider, Origin.cli(), row.public_id, False)  # hidden from the patient again
+    assert client.get(fullpath).status_code == 404
+    files.set_visible(provider, Origin.cli(), row.public_id, True)
+    assert client.get(fullpath).status_code == 200
+    other = make_user("patient")
+    forged = fullpath.replace(f"by={patient.id}", f"by={other.id}")
+    assert client.get(forged).status_code == 403  # the person is inside the signature
+
+
+def test_a_rejected_link_is_audited(client, pdf):
+    client.get(f"/files/view/{pdf.public_id}?by={pdf.creator_id}&auth_code={'0' * 64}&time={int(time.time())}")
+    event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "refused")).one()
+    assert event.outcome == "refused" and event.detail["reason"] == "signed link rejected"

@@ -103,6 +103,14 @@ def install_prologue(app: Flask) -> None:
         if dialect.check_actor is not None:
             dialect.check_actor(g.actor)
 
+    @app.after_request
+    def api_headers(resp: Response) -> Response:
+        # API answers carry patient data: never cached, never sniffed into another type.
+        if current_dialect() is not None:
+            resp.headers.setdefault("Cache-Control", "no-store")
+            resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return resp
+
 
 def current_dialect() -> Dialect | None:
     """The dialect whose blueprint serves this request, if any."""

@@ -14,6 +14,7 @@ from app.models import Channel
 from app.services.viewing import Download, open_view
 
 bp = Blueprint("links", __name__)
+_SEND_BUFFER = 64 * 1024  # bytes per chunk handed to the server (the stream hashes each one)
 
 # Served files can never run script or be framed by another site; PDFs keep Chrome's
 # viewer, which refuses to start in a sandboxed document.
@@ -38,7 +39,7 @@ def view_file(file_id: str):
     """The file's bytes (or a PNG: images with `size`, PDF pages with `preview`), Range/ETag aware."""
     download = open_view(file_id, request.args.get("auth_code"), request.args.get("time"),
                          request.args.get("size"), g.origin,
-                         preview=request.args.get("preview"))
+                         preview=request.args.get("preview"), by=request.args.get("by"))
     return send_download(download, attachment=request.args.get("download") == "1")
 
 
@@ -50,9 +51,13 @@ def content_disposition(name: str, attachment: bool) -> str:
 
 
 def send_download(download: Download, attachment: bool = False) -> BaseResponse:
-    """Stream a Download with conditional and Range support and the hardening headers."""
+    """Stream a Download with conditional and Range support and the hardening headers.
+
+    The stream checks its own sha256 (viewing.VerifiedStream): if it raises while the server
+    sends the body, the server aborts the response, so the client sees a short transfer.
+    """
     resp = current_app.response_class(
-        wrap_file(request.environ, download.stream), mimetype=download.media_type,
+        wrap_file(request.environ, download.stream, buffer_size=_SEND_BUFFER), mimetype=download.media_type,
         direct_passthrough=True,
     )
     resp.content_length = download.size

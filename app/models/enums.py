@@ -21,7 +21,7 @@ class TargetType(StrEnum):
 
 
 class Action(StrEnum):
-    """What an actor does to a file; also the audit event's verb."""
+    """What an actor does (to a file, mostly); also the audit event's verb."""
 
     UPLOAD = "upload"
     VIEW = "view"
@@ -36,6 +36,17 @@ class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     DEACTIVATE = "deactivate"
+    # Not about one file: who signed in and out, what they listed, what was refused, what an
+    # administrator ran.
+    LIST = "list"
+    SIGN_IN = "sign_in"
+    SIGN_OUT = "sign_out"
+    SESSION_END = "session_end"  # timed out or revoked
+    TOKEN_CREATE = "token_create"
+    TOKEN_REVOKE = "token_revoke"
+    LINK = "link"  # a signed link was handed out
+    REFUSED = "refused"  # 401/403/404 on a real object, or a rejected signed link
+    COMMAND = "command"  # an administrator's CLI command
 
 
 class Channel(StrEnum):

@@ -43,8 +43,12 @@ def strip_metadata(path: str, media_type: str) -> str | None:
     if cleaned == data:
         return None
     fd, out = tempfile.mkstemp(dir=os.path.dirname(path), prefix="upload-", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(cleaned)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(cleaned)
+    except BaseException:
+        os.unlink(out)  # never a partial copy left behind
+        raise
     return out
 
 

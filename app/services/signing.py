@@ -28,10 +28,22 @@ def sign(purpose: str, object_id: str, now: int | None = None) -> tuple[str, int
     return _digest(purpose, object_id, stamp), stamp
 
 
-def view_grant(public_id: str) -> dict[str, Any]:
-    """The query parameters of a fresh view link to a file: {"auth_code", "time"}."""
-    code, stamp = sign(VIEW, public_id)
-    return {"auth_code": code, "time": stamp}
+def younger_than(stamp: str | None, seconds: int, now: int | None = None) -> bool:
+    """Whether a link minted at `stamp` (already verified) is at most `seconds` old."""
+    current = int(_time.time()) if now is None else now
+    return bool(stamp and _TIME.match(stamp)) and current - int(stamp or 0) <= seconds
+
+
+def view_grant(public_id: str, user_id: int) -> dict[str, Any]:
+    """The query parameters of a fresh view link to a file, minted for a user: {"by",
+    "auth_code", "time"}. The user is inside the signature, so every use of the link is
+    attributed to them and stops working when they may no longer see the file."""
+    code, stamp = sign(VIEW, view_subject(public_id, user_id))
+    return {"by": user_id, "auth_code": code, "time": stamp}
+
+
+def view_subject(public_id: str, user_id: int | str) -> str:
+    return f"{public_id}|{user_id}"
 
 
 def verify(purpose: str, object_id: str, auth_code: str | None, stamp: str | None,

@@ -1,21 +1,45 @@
-"""Serving a file's bytes through a signed link, and the image renditions behind `size=`."""
+"""Serving a file's bytes through a signed link, and the image renditions behind `size=`.
+
+Every original sent is checked against the sha256 its row recorded at upload, so a damaged
+blob (a flipped bit on disk, a bad copy) is never served as if it were the file:
+
+- a file up to VERIFY_BEFORE_SEND_BYTES is read and hashed before the first byte goes out
+  (whatever part was asked for, Range requests included); damaged, it answers DamagedFile
+  (503 with a clear message), logged and audited;
+- a larger one is hashed as it streams (VerifiedStream). Its size is compared before sending;
+  its digest is known only once the last byte has been read, and then, on a mismatch, the
+  stream raises *instead of* returning the last chunk, so the WSGI server aborts the response
+  and the client sees a short transfer (fewer bytes than Content-Length), never a complete
+  wrong file. The mismatch is logged and audited in a transaction of its own. A Range request
+  reads only part of the file, so it cannot be checked against the whole-file hash: it is
+  sent unchecked (unless the file is small enough to be checked first);
+- a rendition (a PNG behind `size=` or `preview=`) is made only from a source checked
+  first; the cached PNG itself has no recorded hash and is served as stored.
+
+The audit event of a mismatch is an Action.VIEW with detail {"integrity": "mismatch"}.
+"""
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
-from flask import current_app
+from flask import Flask, current_app
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.errors import BadRequest, NotFound
-from app.models import Action, StoredFile
-from app.services import audit, signing, transaction
+from app.errors import BadRequest, DamagedFile, Forbidden, NotFound
+from app.extensions import db
+from app.models import Action, StoredFile, User
+from app.services import access, audit, signing, transaction
 from app.services.audit import Origin
-from app.services.files import download_name, find_file, missing_blob
+from app.services.files import damaged, download_name, find_file, missing_blob
 from app.services.images import fit_png, parse_page, parse_size, pdf_page_png, rendition_key
 from app.storage import BlobMissing, get_storage
+
+CHUNK = 1024 * 1024
 
 
 @dataclass
@@ -35,12 +59,14 @@ PREVIEW_BOX = (1200, 1600)
 
 
 def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str | None,
-              origin: Origin, preview: str | None = None) -> Download:
+              origin: Origin, preview: str | None = None, by: str | None = None) -> Download:
     """Check a signed link and open the file (or its rendition) for sending.
 
     Args:
         file_id: the file's public UUID from the path.
-        auth_code, stamp: the link's signature and mint time, as given.
+        auth_code, stamp, by: the link's signature, mint time and the user it was minted
+            for, as given. The view is theirs; the link stops working once they may no longer
+            see the file, are disabled, or changed their password since.
         size: optional `WxH`; images come back as a PNG fitting the box, others ignore it.
         preview: optional 1-based page number; a PDF then comes back as a PNG of that page
             (fitting `size`, else PREVIEW_BOX). Ignored for other types, so plain `size=`
@@ -51,59 +77,223 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
         BadRequest: a malformed size or preview, a page the PDF does not have, or a PDF
             page that cannot be rendered.
     """
-    signing.verify(signing.VIEW, file_id, auth_code, stamp)  # before anything else is read
+    try:
+        signing.verify(signing.VIEW, signing.view_subject(file_id, by or ""), auth_code, stamp)
+    except Forbidden as err:  # before anything else is read
+        err.audit = {"reason": "signed link rejected", "file_public_id": file_id[:36]}
+        raise
     box = parse_size(size)
     page = parse_page(preview)
     row = find_file(file_id)
-    if row is None or row.is_deleted:
+    viewer = _link_viewer(by, stamp)
+    if row is None or row.is_deleted or viewer is None or not access.can(viewer, row, Action.VIEW):
         raise NotFound("No such file.")
-    return open_file(row, origin, box, page)
+    return open_file(row, origin, box, page, viewer=viewer)
+
+
+def _link_viewer(by: str | None, stamp: str | None) -> User | None:
+    """The user a verified link was minted for, if they still may use it."""
+    user_id = int(by) if by and by.isascii() and by.isdigit() and len(by) <= 10 else None
+    user = db.session.get(User, user_id) if user_id is not None else None
+    if user is None or not user.active:
+        return None
+    changed = getattr(user, "credentials_changed_at", None)
+    if changed is not None and stamp is not None and int(stamp) < int(changed.timestamp()):
+        return None  # minted before a password change or a disable: revoked
+    return user
 
 
 def open_file(row: StoredFile, origin: Origin, box: tuple[int, int] | None = None,
-              page: int | None = None) -> Download:
+              page: int | None = None, viewer: User | None = None) -> Download:
     """Open a live file (or its rendition, as open_view) for a caller that has already
-    authorised the read; audited as an anonymous view through `origin`.
+    authorised the read; audited as a view by `viewer` through `origin`.
 
-    Raises NotFound (bytes missing) or BadRequest (a PDF page it does not have).
+    Raises NotFound (bytes missing), BadRequest (a PDF page it does not have) or
+    DamagedFile (the bytes do not match the row's sha256; see the module docstring).
     """
-    storage = get_storage()
     try:
         if page and row.is_pdf:
-            download = _pdf_preview(row, box or PREVIEW_BOX, page)
+            download = _pdf_preview(row, box or PREVIEW_BOX, page, origin)
         elif box and row.is_image:
-            download = _rendition(row, box)
+            download = _rendition(row, box, origin)
         else:
-            download = Download(storage.open(row.storage_key), row.size, row.media_type,
+            download = Download(_open_original(row, origin), row.size, row.media_type,
                                 row.sha256, download_name(row), row.modified_at)
     except BlobMissing:
         raise missing_blob(row) from None
     size = f"{box[0]}x{box[1]}" if box and row.is_image else None
-    audit.record(Action.VIEW, origin, actor=None, file=row, size=size,
-                 **({"preview": page} if page and row.is_pdf else {}))
+    detail: dict[str, Any] = {"size": size}
+    if page and row.is_pdf:
+        detail["preview"] = page
+    audit.record(Action.VIEW, origin, actor=viewer, file=row, **detail)
     transaction.commit()
     return download
 
 
-def _rendition(row: StoredFile, box: tuple[int, int]) -> Download:
+def _open_original(row: StoredFile, origin: Origin) -> BinaryIO:
+    """The file's stored bytes, checked (small files) or checking themselves (large ones).
+
+    Raises BlobMissing, or DamagedFile (logged and audited) when the damage shows before
+    anything is sent.
+    """
+    stream = get_storage().open(row.storage_key)
+    handed_over = False
+    try:
+        stored = stream.seek(0, io.SEEK_END)
+        stream.seek(0)
+        if stored != row.size:
+            raise _damaged(row, origin, f"the blob has {stored} bytes, the row says {row.size}")
+        if row.size > current_app.config["VERIFY_BEFORE_SEND_BYTES"]:
+            handed_over = True  # the VerifiedStream owns (and closes) it now
+            return cast(BinaryIO, VerifiedStream(stream, row.size, row.sha256, _reporter(row, origin)))
+        data = _read_exactly(stream, row.size)
+    finally:
+        if not handed_over:
+            stream.close()
+    if hashlib.sha256(data).hexdigest() != row.sha256:
+        raise _damaged(row, origin, "sha256 mismatch")
+    return io.BytesIO(data)
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    parts, have = [], 0
+    while have < size and (chunk := stream.read(min(CHUNK, size - have))):
+        parts.append(chunk)
+        have += len(chunk)
+    return b"".join(parts)
+
+
+def _damaged(row: StoredFile, origin: Origin, why: str) -> DamagedFile:
+    """Log and audit (committed now) a damaged file found before sending; the error to raise."""
+    return damaged(row, origin, why)
+
+
+def _reporter(row: StoredFile, origin: Origin) -> Callable[[str], None]:
+    """What a VerifiedStream calls on a mismatch: log, and audit in a transaction of its own.
+
+    It runs while the WSGI server iterates the body, after the request has returned and its
+    app context (and with it the request's session, already committed) is gone; a fresh app
+    context gives Flask-SQLAlchemy a fresh session, so the event commits alone.
+    """
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    file_id, label = row.id, f"{row.public_id} ({row.name}) at {row.storage_backend}:{row.storage_key}"
+
+    def report(why: str) -> None:
+        app.logger.error("file %s is damaged, sending stopped: %s", label, why)
+        with app.app_context():
+            try:
+                audit.record(Action.VIEW, origin, actor=None, file=db.session.get(StoredFile, file_id),
+                             integrity="mismatch", reason=why, streamed=True)
+                db.session.commit()
+            except SQLAlchemyError as exc:  # the response is cut either way; the log line stays
+                db.session.rollback()
+                app.logger.error("could not audit the damaged file %s: %s", label, exc)
+
+    return report
+
+
+class VerifiedStream(io.RawIOBase):
+    """A stored file's stream that checks the whole-file sha256 as it is read start to end.
+
+    Reads never go past `size`. When the read that completes the file (or an early end of the
+    blob) shows a digest other than `sha256`, `report` is called and DamagedFile raised in
+    place of that last chunk, and on every read after. A seek away from the position read so
+    far (a Range request) turns checking off: a part cannot be checked against the whole.
+    No `fileno`, so a server cannot sendfile() around the check.
+    """
+
+    def __init__(self, raw: BinaryIO, size: int, sha256: str, report: Callable[[str], None]):
+        super().__init__()
+        self._raw, self._size, self._expected, self._report = raw, size, sha256, report
+        self._digest = hashlib.sha256()
+        self._pos = 0
+        self._hashed = 0
+        self._checking = True
+        self._failed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._pos = self._raw.seek(offset, whence)
+        if self._pos != self._hashed:
+            self._checking = False
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._failed:
+            raise DamagedFile()
+        want = max(self._size - self._pos, 0)
+        if size is not None and size >= 0:
+            want = min(want, size)
+        data = self._raw.read(want) if want > 0 else b""
+        self._pos += len(data)
+        if self._checking:
+            self._digest.update(data)
+            self._hashed = self._pos
+            if self._pos == self._size or (want > 0 and not data):
+                self._verify()
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def _verify(self) -> None:
+        if self._pos == self._size and self._digest.hexdigest() == self._expected:
+            self._checking = False  # checked; further reads are past the end
+            return
+        self._failed = True
+        why = (f"sha256 mismatch after {self._pos} bytes" if self._pos == self._size
+               else f"the blob ended after {self._pos} of {self._size} bytes")
+        self._report(why)
+        raise DamagedFile()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def _verify_source(row: StoredFile, source: BinaryIO, origin: Origin) -> None:
+    """Hash a rendition's source whole before it is rendered; rewind it. Raises DamagedFile."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := source.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    if size != row.size or digest.hexdigest() != row.sha256:
+        raise _damaged(row, origin, f"sha256 mismatch in the source of a rendition ({size} bytes)")
+    source.seek(0)
+
+
+def _rendition(row: StoredFile, box: tuple[int, int], origin: Origin) -> Download:
     return _cached_png(row, rendition_key(row.public_id, box), f"{box[0]}x{box[1]}",
-                       lambda source: fit_png(source, box))
+                       lambda source: fit_png(source, box), origin)
 
 
-def _pdf_preview(row: StoredFile, box: tuple[int, int], page: int) -> Download:
+def _pdf_preview(row: StoredFile, box: tuple[int, int], page: int, origin: Origin) -> Download:
     if page > (row.page_count or 1):
         raise BadRequest(f"The PDF has {row.page_count} page(s); there is no page {page}.")
     config = current_app.config
     return _cached_png(row, rendition_key(row.public_id, box, page=page), f"page{page}-{box[0]}x{box[1]}",
                        lambda source: pdf_page_png(source, box, page, timeout=config["PDF_PARSE_TIMEOUT"],
-                                                   memory=config["PDF_PARSE_MEMORY"]))
+                                                   memory=config["PDF_PARSE_MEMORY"]), origin)
 
 
-def _cached_png(row: StoredFile, key: str, label: str, make: Callable[[BinaryIO], bytes]) -> Download:
-    """A PNG rendition of the file, made from its bytes on first use and kept under `key`."""
+def _cached_png(row: StoredFile, key: str, label: str, make: Callable[[BinaryIO], bytes],
+                origin: Origin) -> Download:
+    """A PNG rendition of the file, made from its (checked) bytes on first use and kept under `key`."""
     storage = get_storage()
     if not storage.exists(key):
         with storage.open(row.storage_key) as source:
+            _verify_source(row, source, origin)
             storage.put(key, io.BytesIO(make(source)))
     stem = row.name.rsplit(".", 1)[0] if "." in row.name else row.name
     return Download(storage.open(key), storage.size(key), "image/png", f"{row.sha256[:32]}-{label}",

@@ -61,7 +61,7 @@ def _attachment_id() -> str:
 @bp.get("/<encounter_id>")
 def list_encounter_attachments(encounter_id: str):
     """Every attachment of the encounter (from any door), newest first."""
-    rows = files.list_all_files(g.actor, _encounter(encounter_id))
+    rows = files.list_all_files(g.actor, _encounter(encounter_id), origin=g.origin)
     details = attachment_service.details(rows)
     return jsonify([encounter_attachment_json(row, details.get(row.id)) for row in rows])
 

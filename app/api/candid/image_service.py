@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.api.candid.models import CandidImage, CoverageSide, ImageStatus
@@ -251,19 +252,25 @@ def _check_version(row: CandidImage, version: str) -> None:
 
 def content_grant(actor: User, row: CandidImage) -> dict[str, Any]:
     """The query parameters of a fresh signed URL that PUTs or GETs the image's bytes as
-    `actor`: {"by", "auth_code", "time"} (the door builds the URL)."""
-    code, stamp = signing.sign(CONTENT, _signed_id(row.id, actor.id))
-    return {"by": actor.id, "auth_code": code, "time": stamp}
+    `actor`: {"by", "v", "auth_code", "time"} (the door builds the URL).
+
+    The signature covers the image's current version: a PUT is accepted only at that version
+    and within SIGNED_UPLOAD_TTL, so the URL uploads once (the upload bumps the version) and
+    only for minutes; reading the bytes with it works for SIGNED_URL_TTL.
+    """
+    code, stamp = signing.sign(CONTENT, _signed_id(row.id, actor.id, row.version))
+    return {"by": actor.id, "v": row.version, "auth_code": code, "time": stamp}
 
 
-def _signed_id(image_id: str, user_id: int | str) -> str:
-    return f"{image_id}|{user_id}"
+def _signed_id(image_id: str, user_id: int | str, version: int | str) -> str:
+    return f"{image_id}|{user_id}|{version}"
 
 
-def _link_user(image_id: str, by: str | None, auth_code: str | None, stamp: str | None) -> User:
+def _link_user(image_id: str, by: str | None, auth_code: str | None, stamp: str | None,
+               version: str | None = None) -> User:
     """The user a signed image URL acts for. Raises Forbidden for a bad or expired link."""
     by = by or ""
-    signing.verify(CONTENT, _signed_id(image_id, by), auth_code, stamp)
+    signing.verify(CONTENT, _signed_id(image_id, by, version or ""), auth_code, stamp)
     user_id = row_id(by)
     user = accounts.get_user_by_id(user_id) if user_id is not None else None
     if user is None or not user.active:
@@ -272,7 +279,7 @@ def _link_user(image_id: str, by: str | None, auth_code: str | None, stamp: str 
 
 
 def upload_content(origin: Origin, image_id: str, by: str | None, auth_code: str | None,
-                   stamp: str | None, stream: IO[bytes]) -> CandidImage:
+                   stamp: str | None, stream: IO[bytes], version: str | None = None) -> CandidImage:
     """Store the bytes PUT to a signed URL and mark the image UPLOADED (version+1), in one
     commit, audited both as the file's upload and as the image's update.
 
@@ -280,14 +287,17 @@ def upload_content(origin: Origin, image_id: str, by: str | None, auth_code: str
     user_document in the image patient's chart, uploaded as the user the URL was minted for.
     A new upload replaces the image's bytes; the earlier file stays in the chart.
     Raises:
-        Forbidden: bad or expired link. NotFound: the image is out of the user's reach.
+        Forbidden: bad or expired link, or one already used to upload (or older than the image's
+            current version, or than SIGNED_UPLOAD_TTL). NotFound: the image is out of reach.
         BadRequest: the image has no patient. Conflict: the image is deactivated.
         TooLarge, InvalidUpload: as files.upload.
     """
-    user = _link_user(image_id, by, auth_code, stamp)
+    user = _link_user(image_id, by, auth_code, stamp, version)
     row = get(user, image_id)
     if row.deactivated:
         raise Conflict("The image is deactivated; update it first to upload its bytes.")
+    if str(row.version) != (version or "") or not signing.younger_than(stamp, current_app.config["SIGNED_UPLOAD_TTL"]):
+        raise Forbidden("This upload link was used already or has expired; get the image again for a fresh one.")
     if row.patient_id is None:
         raise BadRequest("The image has no patient; set patient.id before uploading its bytes.")
     patient = accounts.get_patient(user, row.patient_id)
@@ -303,13 +313,13 @@ def upload_content(origin: Origin, image_id: str, by: str | None, auth_code: str
 
 
 def open_content(origin: Origin, image_id: str, by: str | None, auth_code: str | None,
-                 stamp: str | None) -> Download:
+                 stamp: str | None, version: str | None = None) -> Download:
     """The bytes behind a signed image URL, served like a signed view link (audited).
 
     Raises Forbidden (bad link) or NotFound (no such image, or no bytes uploaded yet).
     """
-    user = _link_user(image_id, by, auth_code, stamp)
+    user = _link_user(image_id, by, auth_code, stamp, version)
     row = get(user, image_id)
     if row.file_id is None:
         raise NotFound("No bytes have been uploaded for this image yet.")
-    return viewing.open_file(files.get_file(user, row.file_id), origin)
+    return viewing.open_file(files.get_file(user, row.file_id), origin, viewer=user)

@@ -51,8 +51,8 @@ def image_content(image_id: str):
     args = request.args
     if request.method == "PUT":
         row = image_service.upload_content(g.origin, image_id, args.get("by"), args.get("auth_code"),
-                                           args.get("time"), request.stream)
+                                           args.get("time"), request.stream, args.get("v"))
         return Response(status=200, headers={"ETag": f'"{row.file.sha256}"' if row.file else ""})
     download = image_service.open_content(g.origin, image_id, args.get("by"), args.get("auth_code"),
-                                          args.get("time"))
+                                          args.get("time"), args.get("v"))
     return send_download(download)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from flask import Response, g, jsonify, request, url_for
+from flask import Response, g, jsonify, request
 
 from app.api.candid import image_service
 from app.api.candid.models import AttachmentType, CandidAttachment, CandidImage
 from app.errors import ChartboxError
 from app.models import StoredFile, User
-from app.urls import view_url
+from app.urls import external_url, view_url
 
 # Candid's error names per status. The two services differ only for 404 and 409: the
 # pre-encounter service says NotFoundError/VersionConflictError, the main API
@@ -77,8 +77,7 @@ def user_v2(user: User) -> dict:
 
 def signed_url(actor: User, row: CandidImage) -> str:
     """The image's signed URL (PUT or GET its bytes, acting as `actor`), fresh."""
-    return url_for("candid_images.image_content", image_id=row.id, _external=True,
-                   **image_service.content_grant(actor, row))
+    return external_url("candid_images.image_content", image_id=row.id, **image_service.content_grant(actor, row))
 
 
 def image_json(row: CandidImage, actor: User) -> dict:
@@ -107,12 +106,13 @@ def image_json(row: CandidImage, actor: User) -> dict:
 
 
 def _base(row: StoredFile, detail: CandidAttachment | None) -> dict:
+    actor = g.get("actor")
     return {
         "attachment_id": row.public_id,
         "file_name": row.name,
         "description": (detail.description if detail else None) or "",
         "content_type": row.media_type,
-        "authed_url": view_url(row),
+        "authed_url": view_url(row, actor),
         # Files added through other doors count as OTHER.
         "attachment_type": detail.attachment_type if detail else AttachmentType.OTHER.value,
     }

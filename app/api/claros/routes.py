@@ -22,7 +22,7 @@ def pdf_json(row: StoredFile) -> dict:
     """The uploaded PDF in Claros' shape; `url` is a fresh signed view link."""
     return {
         "id": row.public_id,
-        "url": view_url(row),
+        "url": view_url(row, g.actor),
         "filename": row.name,
         "created_at": row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "patient_id": row.patient_id,

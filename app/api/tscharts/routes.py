@@ -68,7 +68,7 @@ def login():
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
         raise BadRequest("Send a username and a password.")
-    signed_in = accounts.issue_login_token(username, password, request.remote_addr, "tscharts login")
+    signed_in = accounts.issue_login_token(username, password, request.remote_addr, "tscharts login", g.origin)
     if signed_in is None:
         raise Forbidden("The username or password is not correct.")
     user, token = signed_in

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request, url_for
+from flask import Blueprint, Response, g, jsonify, request
 
 from app.api import params
 from app.errors import BadRequest, ChartboxError, Unauthorized
-from app.models import Action, Category, Role, StoredFile, TargetType, User
-from app.services import access, files
-from app.urls import view_url
+from app.models import Action, Role, StoredFile, TargetType, User
+from app.services import access, audit, files
+from app.urls import external_url, view_url
 
 bp = Blueprint("vsee", __name__, url_prefix="/api_v3")
 #: VSee's creator.type codes.
@@ -45,12 +45,12 @@ def file_json(row: StoredFile, actor: User) -> dict:
         "name": row.name,
         "size": row.size,
         "ext": row.ext,
-        "fullpath": view_url(row),
+        "fullpath": view_url(row, actor),
         "meta": {
             "category": row.category,
             "target": {"id": target_id, "type": row.target_type},
             "account": {"code": row.account.code},
-            "visible": row.category == Category.USER_DOCUMENT or row.shared,
+            "visible": row.visible,
         },
         "creator": {
             "id": str(creator.id),
@@ -93,13 +93,13 @@ def list_files():
     include_shared = "include_shared" in request.args and params.flag(request.args.get("include_shared"))
     page = files.list_files(g.actor, chart, category, include_shared,
                             page=params.positive(request.args.get("page"), "page") or 1,
-                            per_page=params.positive(request.args.get("per_page"), "per_page"))
+                            per_page=params.positive(request.args.get("per_page"), "per_page"), origin=g.origin)
     resp = jsonify(data=[file_json(row, g.actor) for row in page.items])
     resp.headers["X-Total-Count"] = str(page.total)
     resp.headers["X-Page"], resp.headers["X-Per-Page"] = str(page.page), str(page.per_page)
     if page.has_next:
         args: dict[str, Any] = request.args.to_dict() | {"page": page.page + 1, "per_page": page.per_page}
-        resp.headers["Link"] = f'<{url_for("vsee.list_files", _external=True, **args)}>; rel="next"'
+        resp.headers["Link"] = f'<{external_url("vsee.list_files", **args)}>; rel="next"'
     return resp
 
 
@@ -111,18 +111,33 @@ def get_file(file_id: str):
 
 @bp.post("/files/<file_id>")
 def rename_file(file_id: str):
-    """Rename (`name` as multipart, urlencoded or JSON); nothing else changes."""
+    """Rename (`name`) and/or, for staff, set `visible` (true|false): multipart, urlencoded or JSON."""
     if request.is_json:
         body = params.json_body(required=False)
         if not isinstance(body, dict):
             raise BadRequest("The JSON body must be an object like {\"name\": \"new.pdf\"}.")
-        name = body.get("name")
+        name, visible = body.get("name"), body.get("visible")
     else:
         name = request.form.get("name", request.args.get("name"))
-    if not isinstance(name, str) or not name.strip():
+        visible = request.form.get("visible", request.args.get("visible"))
+    if visible is None and (not isinstance(name, str) or not name.strip()):
+        raise BadRequest("Send the new name in a field named 'name' (or visible=true|false).")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
         raise BadRequest("Send the new name in a field named 'name'.")
-    row = files.rename(g.actor, g.origin, file_id, name, expected_version=_expected_version())
-    return one_file(row)
+    flag = None if visible is None else _visible_flag(visible)  # parsed before anything changes
+    if name is not None:
+        files.rename(g.actor, g.origin, file_id, name, expected_version=_expected_version())
+    if flag is not None:
+        files.set_visible(g.actor, g.origin, file_id, flag)
+    return one_file(files.get_file(g.actor, file_id))
+
+
+def _visible_flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise BadRequest("visible must be true or false.")
 
 
 def _expected_version() -> int | None:
@@ -140,6 +155,15 @@ def _expected_version() -> int | None:
     if number is None:
         raise BadRequest("If-Match (or version) must be the file's version number, e.g. \"3\".")
     return number
+
+
+@bp.get("/files/<file_id>/access")
+def file_access(file_id: str):
+    """Who opened, downloaded or changed the file, and when (newest first)."""
+    row = files.get_file(g.actor, file_id)
+    return {"data": [{"at": int(e.at.timestamp()), "action": e.action, "who": e.who, "role": e.role,
+                      "via": e.via, "user_id": str(e.actor_id) if e.actor_id is not None else None}
+                     for e in audit.access_history(row, g.actor)]}
 
 
 @bp.post("/files/<file_id>/restore")
