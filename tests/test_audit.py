@@ -120,3 +120,17 @@ def test_sign_ins_and_sign_outs_are_audited(make_page_client, make_user, client)
     tscharts = client.post("/tscharts/v1/login/", json={"username": "nobody", "password": "x" * 12})
     assert tscharts.status_code == 403
     assert db.session.scalars(select(AuditEvent).where(AuditEvent.action == "sign_in")).all()[-1].channel == "tscharts"
+
+
+def test_tokens_issued_and_revoked_are_audited(client, runner, make_user):
+    user = make_user(Role.PROVIDER, username="dr.tokens")
+    issued = runner.invoke(args=["tokens", "create", "dr.tokens", "--name", "EHR"])
+    assert issued.exit_code == 0
+    token = issued.output.strip()
+    login = client.post("/tscharts/v1/login/", json={"username": "dr.tokens", "password": "correct horse battery"})
+    client.post("/tscharts/v1/logout/", headers={"Authorization": f"Token {login.get_json()['token']}"})
+    events = [(e.action, e.channel) for e in db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action.in_(["token_create", "token_revoke"])).order_by(AuditEvent.seq))]
+    assert events == [("token_create", "cli"), ("token_create", "tscharts"), ("token_revoke", "tscharts")]
+    assert token not in json.dumps([e.detail for e in db.session.scalars(select(AuditEvent))], default=str)
+    assert user.id

@@ -102,8 +102,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def create_token(user: User, name: str = "", expires_days: int | None = None) -> tuple[ApiToken, str]:
-    """Issue an API token; return the row and the token itself (shown once, stored hashed)."""
+def create_token(user: User, name: str = "", expires_days: int | None = None,
+                 origin: Origin | None = None) -> tuple[ApiToken, str]:
+    """Issue an API token; return the row and the token itself (shown once, stored hashed).
+
+    Audited (TOKEN_CREATE, with the token's id and name — never the token) through `origin`.
+    """
     if expires_days is not None and expires_days < 1:
         raise BadRequest("--expires-days must be at least 1.")
     token = secrets.token_hex(20)  # 40 hex characters, the token shape API clients expect
@@ -112,6 +116,8 @@ def create_token(user: User, name: str = "", expires_days: int | None = None) ->
         expires_at=utcnow() + timedelta(days=expires_days) if expires_days else None,
     )
     db.session.add(row)
+    db.session.flush()
+    audit.record(Action.TOKEN_CREATE, origin or Origin.cli(), actor=user, token_id=row.id, token_name=row.name)
     transaction.commit()
     return row, token
 
@@ -128,9 +134,10 @@ def revoke_token(token_id: int) -> ApiToken:
     return row
 
 
-def _revoke(row: ApiToken) -> None:
+def _revoke(row: ApiToken, origin: Origin | None = None) -> None:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        audit.record(Action.TOKEN_REVOKE, origin or Origin.cli(), actor=row.user, token_id=row.id)
         transaction.commit()
 
 
@@ -206,7 +213,7 @@ def issue_login_token(username: str, password: str, ip: str | None,
         TooManyRequests: as sign_in.
     """
     user = sign_in(username, password, ip, origin)
-    return None if user is None else (user, create_token(user, token_name)[1])
+    return None if user is None else (user, create_token(user, token_name, origin=origin)[1])
 
 
 def open_session(username: str, password: str, origin: Origin,
@@ -280,14 +287,15 @@ def _cut_credentials(user: User, reason: EndReason, now: datetime) -> Credential
                                                        ApiToken.revoked_at.is_(None))).all()
     for row in tokens:
         row.revoked_at = now
+        audit.record(Action.TOKEN_REVOKE, Origin.cli(), actor=user, token_id=row.id, reason=reason.value)
     return CredentialsCut(sessions.end_open_sessions(user, reason, now=now), len(tokens))
 
 
-def revoke_presented_token(token: str | None) -> None:
+def revoke_presented_token(token: str | None, origin: Origin | None = None) -> None:
     """Revoke the API token a client presented (sign-out); unknown tokens are ignored."""
     row = _token_row(token)
     if row is not None:
-        _revoke(row)
+        _revoke(row, origin)
 
 
 def create_visit(patient: User, external_id: str | None = None, reason: str = "",

@@ -169,7 +169,7 @@ def deactivate(actor: User, origin: Origin, image_id: str, version: str) -> Cand
     return row
 
 
-def search(actor: User, params: Mapping[str, str]) -> list[CandidImage]:
+def search(actor: User, origin: Origin, params: Mapping[str, str]) -> list[CandidImage]:
     """Active images matching Candid's Get Multi filters (exact matches), sorted.
 
     Args:
@@ -197,7 +197,10 @@ def search(actor: User, params: Mapping[str, str]) -> list[CandidImage]:
             query = query.where(column == params[name])
     column = SORT_FIELDS[sort_name]
     order = (column.asc(), CandidImage.id.asc()) if direction == "asc" else (column.desc(), CandidImage.id.desc())
-    return list(db.session.scalars(query.order_by(*order)))
+    rows = list(db.session.scalars(query.order_by(*order)))
+    audit.record(Action.LIST, origin, actor=actor, images=len(rows), patient_filter=(patient_id or None))
+    transaction.commit()
+    return rows
 
 
 def _apply(actor: User, row: CandidImage, fields: MutableImage) -> None:

@@ -21,7 +21,7 @@ def create_image():
 @bp.get("")
 def search_images():
     """Active images matching the filters, as a bare array."""
-    rows = image_service.search(g.actor, request.args)
+    rows = image_service.search(g.actor, g.origin, request.args)
     return jsonify([image_json(row, g.actor) for row in rows])
 
 

@@ -82,7 +82,7 @@ def logout():
     token = TOKEN(request)
     if token is not None:
         accounts.resolve_token(token)
-        accounts.revoke_presented_token(token)
+        accounts.revoke_presented_token(token, g.origin)
     return {}
 
 
@@ -123,7 +123,7 @@ def search_images():
     )
     if newest:
         return image_json(*service.newest_image(g.actor, g.origin, query))
-    return jsonify(service.find_image_ids(g.actor, query))
+    return jsonify(service.find_image_ids(g.actor, g.origin, query))
 
 
 @bp.get("/image/<int:image_id>/")

@@ -16,7 +16,7 @@ from app.api.tscharts.models import ChartImage, ImageType
 from app.errors import NotFound
 from app.extensions import db
 from app.models import Action, Category, StoredFile, User
-from app.services import accounts, files, transaction
+from app.services import accounts, audit, files, transaction
 from app.services.audit import Origin
 from app.services.validation import IMAGES
 
@@ -95,12 +95,16 @@ def _search(actor: User, query: ImageQuery) -> Select:
     return stmt.order_by(StoredFile.id)
 
 
-def find_image_ids(actor: User, query: ImageQuery) -> list[int]:
-    """Ids of the live chart images the actor may see that match, ids ascending or newest first.
+def find_image_ids(actor: User, origin: Origin, query: ImageQuery) -> list[int]:
+    """Ids of the live chart images the actor may see that match, ids ascending or newest first
+    (audited as a listing).
 
     Raises NotFound: the patient is out of reach, or nothing matches (tscharts' own answer).
     """
     ids = list(db.session.scalars(_search(actor, query)))
+    audit.record(Action.LIST, origin, actor=actor, patient_id=query.patient_id, files=len(ids),
+                 image_type=query.image_type.value if query.image_type else None)
+    transaction.commit()
     if not ids:
         raise NotFound("No images match.")
     return ids
