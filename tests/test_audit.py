@@ -134,3 +134,11 @@ def test_tokens_issued_and_revoked_are_audited(client, runner, make_user):
     assert events == [("token_create", "cli"), ("token_create", "tscharts"), ("token_revoke", "tscharts")]
     assert token not in json.dumps([e.detail for e in db.session.scalars(select(AuditEvent))], default=str)
     assert user.id
+
+
+def test_a_request_without_a_valid_credential_is_recorded(client, make_user, make_file):
+    row = make_file(make_user(Role.PATIENT), "notes.txt")
+    assert client.get(f"/api_v3/files/{row.public_id}", headers={"X-ApiToken": "0" * 40}).status_code == 401
+    refused = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "refused")).one()
+    assert (refused.actor_id, refused.outcome, refused.detail["status"], refused.channel) == (None, "refused", 401, "vsee")
+    assert refused.detail["path"] == f"/api_v3/files/{row.public_id}"

@@ -485,3 +485,19 @@ def test_accounts_services_refuse_short_passwords(make_user):
 
     with pytest.raises(BadRequest):
         accounts.set_password(make_user(), "short")
+
+
+def test_a_password_change_revokes_outstanding_signed_links(client, make_user, make_token, make_file, app):
+    """Links minted before a password change (view links and Candid's signed URL) stop working."""
+    import time as _time
+
+    from app.services import accounts as accounts_service
+
+    patient = make_user("patient")
+    row = make_file(patient, "notes.txt")
+    fullpath = client.get(f"/api_v3/files/{row.public_id}", headers={"X-ApiToken": make_token(patient)}).json[
+        "data"]["fullpath"]
+    assert client.get(fullpath).status_code == 200
+    _time.sleep(1.1)  # links carry whole seconds
+    accounts_service.set_password(patient, "a brand new password")
+    assert client.get(fullpath).status_code == 404

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
-from app.errors import ChartboxError, render_page_error
+from app.errors import ChartboxError, Unauthorized, render_page_error
 from app.models import Channel, User
 from app.services import accounts
 from app.services.audit import Origin
@@ -99,7 +99,11 @@ def install_prologue(app: Flask) -> None:
             request.max_content_length = current_app.config[dialect.body_limit]
         if dialect.credential is None or request.endpoint in dialect.public:
             return
-        g.actor = accounts.resolve_token(dialect.credential(request))
+        try:
+            g.actor = accounts.resolve_token(dialect.credential(request))
+        except Unauthorized as err:
+            err.audit = {"reason": "no valid credential"}  # a refused access, recorded
+            raise
         if dialect.check_actor is not None:
             dialect.check_actor(g.actor)
 

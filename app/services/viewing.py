@@ -97,7 +97,7 @@ def _link_viewer(by: str | None, stamp: str | None) -> User | None:
     user = db.session.get(User, user_id) if user_id is not None else None
     if user is None or not user.active:
         return None
-    changed = getattr(user, "credentials_changed_at", None)
+    changed = user.credentials_changed_at
     if changed is not None and stamp is not None and int(stamp) < int(changed.timestamp()):
         return None  # minted before a password change or a disable: revoked
     return user

@@ -278,6 +278,9 @@ def _link_user(image_id: str, by: str | None, auth_code: str | None, stamp: str 
     user = accounts.get_user_by_id(user_id) if user_id is not None else None
     if user is None or not user.active:
         raise Forbidden("This link is not valid.")
+    changed = user.credentials_changed_at
+    if changed is not None and stamp is not None and int(stamp) < int(changed.timestamp()):
+        raise Forbidden("This link is not valid.")  # minted before a password change or a disable
     return user
 
 
