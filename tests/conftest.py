@@ -4,6 +4,9 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -208,3 +211,30 @@ def assert_detail(resp, status: int) -> None:
     assert resp.status_code == status, resp.get_data(as_text=True)
     body = resp.get_json()
     assert set(body) == {"detail"} and isinstance(body["detail"], str) and body["detail"]
+
+
+def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body (fields, then one `file` part) and its Content-Type, for
+    tests that speak raw HTTP to a live server."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ) + (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+         "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def stop_process_group(process) -> None:
+    """Stop a server started with start_new_session=True: its whole process group, TERM then KILL."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(5)

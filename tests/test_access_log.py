@@ -14,19 +14,17 @@ import logging
 import os
 import runpy
 import secrets
-import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from conftest import sample
+from conftest import multipart, sample, stop_process_group
 from gunicorn.config import Config
 
 from app.access_log import (
@@ -305,15 +303,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
-    ) + (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-         "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
 
 def target(url: str) -> str:
     """A signed URL's path and query, whatever host it names."""
@@ -374,17 +363,7 @@ class Server:
 
     def stop(self) -> None:
         """Everything this test started: the master's whole process group."""
-        if self.master.poll() is None:
-            try:
-                os.killpg(self.master.pid, signal.SIGTERM)
-                self.master.wait(5)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        try:
-            os.killpg(self.master.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.master.wait(5)
+        stop_process_group(self.master)
 
 
 @pytest.mark.skipif(not GUNICORN.exists(), reason="needs gunicorn in the venv")

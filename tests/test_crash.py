@@ -20,12 +20,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import sample
+from conftest import multipart, sample, stop_process_group
 from sqlalchemy import select
 
 from app.extensions import db
@@ -82,15 +81,6 @@ def big_csv() -> bytes:
     return "".join(f"{i},{i * 31 % 997},reading\n" for i in range(400_000)).encode()
 
 
-def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
-    ) + (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-         "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
 
 class Server:
     """gunicorn, one gthread worker, on 127.0.0.1:<port>."""
@@ -134,17 +124,7 @@ class Server:
 
     def stop(self) -> None:
         """Everything this test started: the master's whole process group."""
-        if self.master.poll() is None:
-            try:
-                os.killpg(self.master.pid, signal.SIGTERM)
-                self.master.wait(5)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        try:
-            os.killpg(self.master.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.master.wait(5)
+        stop_process_group(self.master)
 
 
 def test_a_killed_worker_loses_nothing_and_leaves_only_debris(app, runner, client, tmp_path, make_user, make_token):

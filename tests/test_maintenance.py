@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import base_config, sample
+from conftest import base_config, multipart, sample
 from sqlalchemy import select
 from test_read_integrity import serving
 from test_storage_contract import s3_bucket, s3_endpoint  # noqa: F401 - fixtures used below
@@ -193,15 +193,6 @@ SAMPLES = ["letter.pdf", "photo.jpg", "scan.png", "notes.txt", "vitals.csv", "re
 UPLOADERS = 6
 SECONDS = 5.0
 
-
-def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
-    ) + (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-         "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def test_cleanup_looping_during_uploads_loses_nothing(app, runner, make_user, make_token):
