@@ -7,6 +7,7 @@ import click
 from flask.cli import AppGroup
 
 from app.cli.errors import reported
+from app.cli.output import show
 from app.services import accounts, sessions
 
 group = AppGroup("sessions", help="Signed-in page sessions (server-side; revoking one signs it out).")
@@ -61,3 +62,15 @@ def revoke(session_id: int | None, username: str | None, every: bool) -> None:
         raise click.ClickException("Give either a session ID, or --user USERNAME --all.")
     row = sessions.revoke(session_id)
     click.echo(f"Session {row.id} ({row.user.username}) revoked.")
+
+
+@group.command("show")
+@click.argument("session_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="A JSON object instead of lines.")
+@reported
+def show_(session_id: int, as_json: bool) -> None:
+    """One session (by the ID column of sessions list), any state."""
+    row = sessions.get_session(session_id)
+    show({"id": row.id, "user": row.user.username, "created_at": row.created_at, "last_seen_at": row.last_seen_at,
+          "ended_at": row.ended_at, "end_reason": row.end_reason, "ip": row.ip, "user_agent": row.user_agent,
+          "state": sessions.session_state(row)}, as_json)

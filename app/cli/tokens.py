@@ -3,6 +3,7 @@ import click
 from flask.cli import AppGroup
 
 from app.cli.errors import reported
+from app.cli.output import emit, show
 from app.services import accounts
 
 group = AppGroup("tokens", help="API tokens (one works in every API dialect).")
@@ -19,21 +20,28 @@ def create(username: str, name: str, expires_days: int | None) -> None:
     click.echo(token)
 
 
+def _token(row) -> dict:
+    return {"id": row.id, "user": row.user.username, "name": row.name, "prefix": row.prefix,
+            "state": accounts.token_state(row), "created": row.created_at,
+            "expires": row.expires_at or "never", "last_used": row.last_used_at}
+
+
 @group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array instead of the table.")
 @reported
-def list_() -> None:
-    """All tokens: id, user, name, prefix, state, created, expires."""
-    rows = accounts.list_tokens()
-    if not rows:
-        click.echo("No tokens.")
-        return
-    click.echo(f"{'ID':>4}  {'USER':<20} {'NAME':<16} {'PREFIX':<8}  {'STATE':<8} {'CREATED':<16} EXPIRES")
-    for row in rows:
-        expires = row.expires_at.strftime("%Y-%m-%d %H:%M") if row.expires_at else "never"
-        click.echo(
-            f"{row.id:>4}  {row.user.username:<20} {row.name[:16]:<16} {row.prefix:<8}  "
-            f"{accounts.token_state(row):<8} {row.created_at:%Y-%m-%d %H:%M} {expires}"
-        )
+def list_(as_json: bool) -> None:
+    """All tokens: id, user, name, prefix, state, created, expires (never the token itself)."""
+    emit([_token(row) for row in accounts.list_tokens()],
+         ["id", "user", "name", "prefix", "state", "created", "expires"], as_json, "No tokens.")
+
+
+@group.command("show")
+@click.argument("token_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="A JSON object instead of lines.")
+@reported
+def show_(token_id: int, as_json: bool) -> None:
+    """One token (by the ID column of tokens list)."""
+    show(_token(accounts.get_token(token_id)), as_json)
 
 
 @group.command("revoke")

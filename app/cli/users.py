@@ -5,6 +5,7 @@ import click
 from flask.cli import AppGroup
 
 from app.cli.errors import reported
+from app.cli.output import emit, show
 from app.models import Role
 from app.services import accounts
 
@@ -69,3 +70,35 @@ def set_password(username: str) -> None:
         raise click.ClickException("No password was given on standard input.")
     cut = accounts.set_password(user, password)
     click.echo(f"Password of {username} changed: {_cut(cut)}.")
+
+
+def _user(user) -> dict:
+    return {"id": user.id, "username": user.username, "full_name": user.full_name, "role": user.role,
+            "account": user.account.code, "email": user.email, "active": user.active,
+            "created_at": user.created_at}
+
+
+@group.command("list")
+@click.option("--account", "account_code", default=None, help="Only this clinic's users.")
+@click.option("--role", type=click.Choice([r.value for r in Role]), default=None, help="Only this role.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array instead of the table.")
+@reported
+def list_(account_code: str | None, role: str | None, as_json: bool) -> None:
+    """Users: id, username, name, role, clinic, active."""
+    account = accounts.get_account(account_code) if account_code else None
+    rows = [_user(u) for u in accounts.list_users(account, Role(role) if role else None)]
+    emit(rows, ["id", "username", "full_name", "role", "account", "active"], as_json, "No users.")
+
+
+@group.command("show")
+@click.argument("username")
+@click.option("--json", "as_json", is_flag=True, help="A JSON object instead of lines.")
+@reported
+def show_(username: str, as_json: bool) -> None:
+    """One user, with their open sessions and live API tokens counted."""
+    from app.services import sessions
+
+    user = accounts.get_user(username)
+    live_tokens = sum(1 for t in accounts.list_tokens() if t.user_id == user.id and accounts.token_state(t) == "active")
+    show(_user(user) | {"open_sessions": len(sessions.list_sessions(user, False)), "api_tokens": live_tokens},
+         as_json)

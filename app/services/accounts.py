@@ -77,6 +77,44 @@ def create_user(account: Account, role: Role, username: str, full_name: str,
     return user
 
 
+def list_accounts() -> list[Account]:
+    """Every clinic, by code."""
+    return list(db.session.scalars(select(Account).order_by(Account.code)))
+
+
+def list_users(account: Account | None = None, role: Role | None = None) -> list[User]:
+    """Users (of one clinic, of one role), by username."""
+    query = select(User).order_by(User.username)
+    if account is not None:
+        query = query.where(User.account_id == account.id)
+    if role is not None:
+        query = query.where(User.role == role.value)
+    return list(db.session.scalars(query))
+
+
+def list_visits(patient: User | None = None) -> list[Visit]:
+    """Visits (of one patient), newest first."""
+    query = select(Visit).order_by(Visit.created_at.desc(), Visit.id.desc())
+    if patient is not None:
+        query = query.where(Visit.patient_id == patient.id)
+    return list(db.session.scalars(query))
+
+
+def get_visit(ref: str) -> Visit:
+    """A visit by its UUID or external id. Raises NotFound."""
+    visit = db.session.scalar(select(Visit).where((Visit.public_id == ref.lower()) | (Visit.external_id == ref)))
+    if visit is None:
+        raise NotFound(f"No visit {ref!r}.")
+    return visit
+
+
+def get_token(token_id: int) -> ApiToken:
+    row = db.session.get(ApiToken, token_id) if 0 < token_id <= MAX_ID else None
+    if row is None:
+        raise NotFound(f"No token with id {token_id}.")
+    return row
+
+
 def get_user(username: str) -> User:
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:

@@ -111,6 +111,14 @@ def end(secret: str | None, reason: EndReason = EndReason.SIGNED_OUT) -> None:
         transaction.commit()
 
 
+def get_session(session_id: int) -> UserSession:
+    """One session by its id (any state). Raises NotFound."""
+    row = db.session.get(UserSession, session_id) if 0 < session_id <= MAX_ID else None
+    if row is None:
+        raise NotFound(f"No session with id {session_id}.")
+    return row
+
+
 def revoke(session_id: int) -> UserSession:
     """End one session by its id (an admin's `sessions revoke`); ending an ended one is a no-op.
 
