@@ -1,23 +1,16 @@
 """`chartbox backup …`: consistent backups of the database and its blobs, their check, restore."""
-import sys
 from pathlib import Path
 
 import click
 from flask.cli import AppGroup
 
 from app.cli.errors import reported
+from app.cli.output import progress_bar
 from app.services import backup
 
 group = AppGroup("backup", help="Backups: create, verify, restore.")
 FOLDER = click.Path(file_okay=False, path_type=Path)
 
-
-def _bar(label: str):
-    def progress(items):
-        items = list(items)
-        with click.progressbar(items, label=label, file=sys.stderr) as bar:  # stdout stays the report
-            yield from bar
-    return progress
 
 
 def _failed(exc: backup.BackupError) -> click.ClickException:
@@ -40,7 +33,7 @@ def create(folder: Path) -> None:
     The app keeps serving meanwhile; the snapshot and the blobs agree.
     """
     try:
-        manifest = backup.create_backup(folder, progress=_bar("Copying blobs"))
+        manifest = backup.create_backup(folder, progress=progress_bar("Copying blobs"))
     except backup.BackupError as exc:
         raise _failed(exc) from None
     click.echo(f"OK: backup of the {manifest.database['kind']} database in {folder}: {_summary(manifest.counts)}.")
@@ -54,7 +47,7 @@ def verify(folder: Path) -> None:
 
     Checks the manifest, every blob's size and sha256, and the database snapshot.
     """
-    result = backup.verify_backup(folder, progress=_bar("Checking blobs"))
+    result = backup.verify_backup(folder, progress=progress_bar("Checking blobs"))
     for problem in result.problems:
         click.echo(f"problem: {problem}")
     if not result.ok or result.manifest is None:
@@ -73,7 +66,7 @@ def restore(folder: Path, force: bool) -> None:
     Stop the app first. Both must be empty, unless --force.
     """
     try:
-        done = backup.restore_backup(folder, force=force, progress=_bar("Restoring blobs"))
+        done = backup.restore_backup(folder, force=force, progress=progress_bar("Restoring blobs"))
     except backup.BackupError as exc:
         raise _failed(exc) from None
     click.echo(f"Restored {folder} (taken {done.manifest.created_at}) into the {done.database_kind} database "

@@ -1,23 +1,16 @@
 """`chartbox files …`: integrity checks, debris clean-up, purging old deletions, restore."""
-import sys
 
 import click
 from flask.cli import AppGroup
 
 from app.api import params
 from app.cli.errors import reported
+from app.cli.output import progress_bar
 from app.services import files, integrity
 from app.services.audit import Origin
 
 group = AppGroup("files", help="Stored files: check, clean up debris, purge old deletions, restore.")
 
-
-def _bar(label: str):
-    def progress(items):
-        items = list(items)
-        with click.progressbar(items, label=label, file=sys.stderr) as bar:  # stdout stays the report
-            yield from bar
-    return progress
 
 
 def _hours(hours: float) -> str:
@@ -42,7 +35,7 @@ def _describe(item: integrity.DebrisItem, now, note: str = "") -> str:
 @reported
 def check(deep: bool) -> None:
     """Find missing blobs and size/checksum mismatches (exit 1 if any); list debris apart."""
-    report = integrity.check(deep=deep, progress=_bar("Checking files"))
+    report = integrity.check(deep=deep, progress=progress_bar("Checking files"))
     for title, items in (("missing", report.missing), ("size mismatch", report.size_mismatch),
                          ("checksum mismatch", report.checksum_mismatch)):
         for item in items:
@@ -76,7 +69,7 @@ def cleanup(grace: float | None, dry_run: bool, yes: bool) -> None:
     if not dry_run and not yes:
         click.confirm(f"Permanently remove orphan blobs, temp spool files, partial writes and stale renditions "
                       f"older than {_hours(hours)}?", abort=True)
-    result = integrity.cleanup(hours, dry_run=dry_run, progress=_bar("Cleaning up"))
+    result = integrity.cleanup(hours, dry_run=dry_run, progress=progress_bar("Cleaning up"))
     now = result.now
     verb = "would remove" if dry_run else "removed"
     for item in result.removed:
@@ -102,7 +95,7 @@ def purge(days: int | None, dry_run: bool, yes: bool) -> None:
     days = integrity.retention_days(days)
     if not dry_run and not yes:
         click.confirm(f"Permanently remove the bytes of files deleted more than {days} days ago?", abort=True)
-    result = integrity.purge(days, dry_run=dry_run, progress=_bar("Purging"))
+    result = integrity.purge(days, dry_run=dry_run, progress=progress_bar("Purging"))
     verb = "would purge" if dry_run else "purged"
     for item in result.purged:
         click.echo(f"{verb}: {item}")

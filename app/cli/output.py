@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -45,3 +46,13 @@ def show(record: dict[str, Any], as_json: bool) -> None:
     width = max(len(k) for k in record)
     for key, value in record.items():
         click.echo(f"{key.replace('_', ' ') + ':':<{width + 2}}{_text(value)}")
+
+
+def progress_bar(label: str) -> Callable[[Iterable], Iterator]:
+    """A progress callback for long services (check, purge, backup): a bar on stderr, so
+    stdout stays the report."""
+    def progress(items: Iterable) -> Iterator:
+        listed = list(items)
+        with click.progressbar(listed, label=label, file=sys.stderr) as bar:
+            yield from bar
+    return progress

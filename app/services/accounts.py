@@ -123,7 +123,8 @@ def get_user(username: str) -> User:
 
 
 def get_user_by_id(user_id: int) -> User | None:
-    return db.session.get(User, user_id)
+    """The user with this id, or None (ids past the INTEGER range name nobody)."""
+    return db.session.get(User, user_id) if 0 < user_id <= MAX_ID else None
 
 
 def authenticate(username: str, password: str) -> User | None:
@@ -165,9 +166,8 @@ def list_tokens() -> list[ApiToken]:
 
 
 def revoke_token(token_id: int) -> ApiToken:
-    row = db.session.get(ApiToken, token_id)
-    if row is None:
-        raise NotFound(f"No token with id {token_id}.")
+    """Revoke a token by id (the CLI); revoking a revoked one changes nothing. Raises NotFound."""
+    row = get_token(token_id)
     _revoke(row)
     return row
 
@@ -378,14 +378,10 @@ def get_patient(actor: User, patient_id: int) -> User:
 
     Raises NotFound for anyone else, so a chart's existence never leaks.
     """
-    user = _user(patient_id)
+    user = get_user_by_id(patient_id)
     if user is None or user.role != Role.PATIENT or not access.in_scope(actor, user.id, user.account_id):
         raise NotFound("No such patient.")
     return user
-
-
-def _user(user_id: int) -> User | None:
-    return db.session.get(User, user_id) if 0 < user_id <= MAX_ID else None
 
 
 def find_patients(actor: User, search: str = "", page: int = 1, per_page: int = 25) -> Page:

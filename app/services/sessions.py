@@ -124,9 +124,7 @@ def revoke(session_id: int) -> UserSession:
 
     Raises NotFound for an unknown id.
     """
-    row = db.session.get(UserSession, session_id) if 0 < session_id <= MAX_ID else None
-    if row is None:
-        raise NotFound(f"No session with id {session_id}.")
+    row = get_session(session_id)
     if row.ended_at is None:
         _end(row, EndReason.REVOKED, utcnow())
         transaction.commit()

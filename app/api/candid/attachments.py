@@ -63,7 +63,7 @@ def list_encounter_attachments(encounter_id: str):
     """Every attachment of the encounter (from any door), newest first."""
     rows = files.list_all_files(g.actor, _encounter(encounter_id), origin=g.origin)
     details = attachment_service.details(rows)
-    return jsonify([encounter_attachment_json(row, details.get(row.id)) for row in rows])
+    return jsonify([encounter_attachment_json(row, details.get(row.id), g.actor) for row in rows])
 
 
 def _create(encounter_id: str, with_description: bool) -> Response:
@@ -107,7 +107,7 @@ def create_from_charge_capture_external_id():
 def list_charge_capture_attachments(external_id: str):
     """The attachments uploaded for this external id, held or filed."""
     rows = attachment_service.list_for_external_id(g.actor, external_id)
-    return jsonify([charge_capture_attachment_json(row, detail) for row, detail in rows])
+    return jsonify([charge_capture_attachment_json(row, detail, g.actor) for row, detail in rows])
 
 
 @bp.delete("/by-charge-capture-external-id/<external_id>")

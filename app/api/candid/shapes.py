@@ -105,8 +105,7 @@ def image_json(row: CandidImage, actor: User) -> dict:
     return body
 
 
-def _base(row: StoredFile, detail: CandidAttachment | None) -> dict:
-    actor = g.get("actor")
+def _base(row: StoredFile, detail: CandidAttachment | None, actor: User) -> dict:
     return {
         "attachment_id": row.public_id,
         "file_name": row.name,
@@ -118,15 +117,15 @@ def _base(row: StoredFile, detail: CandidAttachment | None) -> dict:
     }
 
 
-def encounter_attachment_json(row: StoredFile, detail: CandidAttachment | None) -> dict:
-    """An EncounterAttachment."""
-    return _base(row, detail) | {
+def encounter_attachment_json(row: StoredFile, detail: CandidAttachment | None, actor: User) -> dict:
+    """An EncounterAttachment; `authed_url` is minted for `actor`."""
+    return _base(row, detail, actor) | {
         "encounter_id": row.visit.public_id if row.visit else "",
         "created_at": iso(row.created_at),
         "created_by": user_v2(row.creator),
     }
 
 
-def charge_capture_attachment_json(row: StoredFile, detail: CandidAttachment | None) -> dict:
+def charge_capture_attachment_json(row: StoredFile, detail: CandidAttachment | None, actor: User) -> dict:
     """A ChargeCaptureAttachment (no encounter fields: it may have no encounter yet)."""
-    return _base(row, detail)
+    return _base(row, detail, actor)
