@@ -26,9 +26,25 @@ class Defaults:
     MAX_CONTENT_LENGTH = 25 * MIB + MIB
     # Base64 in JSON (a dialect that inlines files) inflates a file by 4/3.
     JSON_UPLOAD_MAX_BYTES = (25 * MIB * 4) // 3 + MIB
-    IMAGE_MAX_PIXELS = 60_000_000
-    PDF_PARSE_TIMEOUT = 10.0  # seconds
-    PDF_PARSE_MEMORY = 512 * MIB  # bytes of extra address space for the parser
+    IMAGE_MAX_PIXELS = 60_000_000  # an upload with more pixels is refused before it is decoded
+    PDF_MAX_PAGES = 2_000  # a PDF with more pages is refused (counting 100,000 pages costs seconds)
+    PDF_PARSE_TIMEOUT = 10.0  # seconds one parser child (PDF, image or Office check) may run
+    PDF_PARSE_MEMORY = 512 * MIB  # bytes of extra address space a parser or renderer child may use
+    # Seconds all the checks of one upload may take together (several children, waits included).
+    VALIDATION_TIMEOUT = 20.0
+    # Decoder children one worker process runs at once; more wait up to *_WAIT seconds for a
+    # slot, then get 503 + Retry-After (uploads) — so a flood costs bounded CPU and memory.
+    PARSE_CONCURRENCY = 2
+    PARSE_WAIT = 10.0
+    # -- renditions (size= and preview=) -------------------------------------------------------
+    # The only boxes ever stored (longest side, px). A size= box is answered from the smallest
+    # stored one that covers it, downscaled to fit (and not stored); pages ask for these exactly.
+    RENDITION_SIZES = (160, 320, 640, 1280, 2048)
+    RENDER_CONCURRENCY = 2  # renderer children per worker process; more wait RENDER_WAIT seconds
+    RENDER_WAIT = 5.0  # …then 503 + Retry-After
+    RENDER_TIMEOUT = 10.0  # seconds one rendering child may run
+    PREVIEW_MAX_PAGES = 50  # preview=N renders pages 1..this; later pages answer 400
+    RENDITION_CACHE_MAX_BYTES = 2 * 1024 * MIB  # the rendition cache is trimmed (oldest first) past this
     ZIP_MAX_UNCOMPRESSED = 100 * MIB
     SIGNED_URL_TTL = 3600  # seconds a view link stays valid
     SIGNED_URL_SKEW = 60  # seconds a link's time may lie in the future
@@ -48,6 +64,13 @@ class Defaults:
     # Where failed sign-ins are counted: the app's database (shared by every worker and host),
     # redis://host:6379/0, or memory:// (per process).
     RATELIMIT_STORAGE_URL = "database://"
+    # -- slow clients (app/slow_clients.py) ----------------------------------------------------
+    # A request body must keep arriving: no gap longer than BODY_IDLE_TIMEOUT seconds, and after
+    # the first BODY_GRACE seconds an average of at least BODY_MIN_RATE bytes/s (a 3G phone
+    # sends ~100 KB/s); otherwise 408. 0 turns a check off.
+    BODY_IDLE_TIMEOUT = 30.0
+    BODY_GRACE = 10.0
+    BODY_MIN_RATE = 2048
     LOGIN_ATTEMPTS = 10  # per username+IP within LOGIN_WINDOW
     LOGIN_WINDOW = 300  # seconds
     PREFERRED_URL_SCHEME = "http"

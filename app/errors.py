@@ -58,8 +58,16 @@ class TooLarge(ChartboxError):
     status, code, default_message = 413, "too_large", "The file is too large."
 
 
+class RequestTimeout(ChartboxError):
+    """The request body stopped arriving (or arrived far too slowly): the connection is freed."""
+
+    status, code = 408, "request_timeout"
+    default_message = "The upload arrived too slowly and was stopped; check the connection and try again."
+
+
 class TooManyRequests(ChartboxError):
     status, code, default_message = 429, "too_many_requests", "Too many attempts; try again later."
+    retry_after = 60  # seconds, sent as Retry-After
 
 
 class ServiceUnavailable(ChartboxError):
@@ -67,6 +75,13 @@ class ServiceUnavailable(ChartboxError):
 
     status, code, default_message = 503, "unavailable", "File storage is unavailable; try again shortly."
     retry_after = 30  # seconds, sent as Retry-After
+
+
+class ServerBusy(ServiceUnavailable):
+    """Every decoder or renderer slot of this process stayed busy for the whole wait."""
+
+    default_message = "The server is busy checking other files; try again in a few seconds."
+    retry_after = 5
 
 
 class CannotReceive(ServiceUnavailable):
@@ -94,8 +109,8 @@ class DatabaseUnavailable(ServiceUnavailable):
 Renderer = Callable[[ChartboxError], Response]
 
 _HTTP_CODES = {
-    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
-    413: TooLarge, 429: TooManyRequests,
+    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 408: RequestTimeout,
+    409: Conflict, 413: TooLarge, 429: TooManyRequests,
 }
 
 
@@ -180,7 +195,8 @@ def render_page_error(err: ChartboxError) -> Response:
 def _render(err: ChartboxError) -> Response:
     """`err` in the shape of the door serving this request; a 503 says when to come back."""
     resp = _renderer_for_path(request.path)(err)
-    if err.status == 503:
+    if err.status in (429, 503):
+        # A class's retry_after, or an instance's own (a rate limit knows when its window ends).
         resp.headers.setdefault("Retry-After", str(getattr(err, "retry_after", ServiceUnavailable.retry_after)))
     return resp
 

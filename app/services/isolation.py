@@ -1,7 +1,9 @@
 """Run an untrusted-input parser in a forked child with a time and memory budget.
 
 A hostile PDF can make a parser loop or allocate without end; in a child process the worker
-survives: the child is killed at the deadline and its address space is capped.
+survives: the child is killed at the deadline and its address space is capped. A gate bounds
+how many children one worker process runs at once, so a flood of uploads or renditions costs
+bounded CPU and memory: a caller waits briefly for a slot, then gets ServerBusy (503).
 """
 from __future__ import annotations
 
@@ -9,10 +11,14 @@ import os
 import pickle
 import select
 import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from app.errors import ServerBusy
 
 try:
     import resource
@@ -22,6 +28,29 @@ except ImportError:  # not POSIX: run in-process, unbounded
 
 class IsolationError(Exception):
     """The child ran out of time or memory, or died."""
+
+
+_gates: dict[str, tuple[int, threading.BoundedSemaphore]] = {}
+_gates_lock = threading.Lock()
+
+
+@contextmanager
+def gate(name: str, slots: int, wait: float) -> Iterator[None]:
+    """Hold one of this process's `slots` slots named `name` for the block.
+
+    Waits up to `wait` seconds for a free slot, then raises ServerBusy. The size is fixed by
+    the first caller of each name in a process (a changed setting takes effect on restart).
+    """
+    with _gates_lock:
+        if name not in _gates:
+            _gates[name] = (slots, threading.BoundedSemaphore(max(1, slots)))
+        semaphore = _gates[name][1]
+    if not semaphore.acquire(timeout=max(0.0, wait)):
+        raise ServerBusy()
+    try:
+        yield
+    finally:
+        semaphore.release()
 
 
 def _vm_bytes() -> int:
