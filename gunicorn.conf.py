@@ -2,18 +2,33 @@
 
 Serving model
 -------------
-One master process forks WORKERS worker processes (default 2); each worker runs the app in
-`threads` threads (gthread), so 2 x 4 = 8 requests are in flight at once. Workers share
-nothing in memory: the database (SQLite in WAL mode, or PostgreSQL), the file storage and
-the sign-in throttle (counted in the database or Redis) are what they share, which is also
-why several hosts behind a load balancer can serve the same clinic. A request, upload or
-download that takes longer than `timeout` seconds gets its worker killed and replaced (an
-interrupted upload leaves only debris that `chartbox files cleanup` removes); on a stop or
-reload, a worker has `graceful_timeout` seconds to finish what it is serving.
-(The worker model is revisited in a later issue; this file keeps the current behaviour.)
+One master process forks WORKERS worker processes (default 2); each runs the app in THREADS
+threads (default 128) of gunicorn's gthread worker, extended by app.serving.ThreadWorker.
+Why threads and not an asynchronous worker (gevent): the embedded database is SQLite, whose
+locks wait inside C — a greenlet holding a write lock while another waits for it would stall
+its whole worker — and the CPU-heavy work (hashing, parsing, rendering) runs in threads and
+forked children that an event loop would have to be taught about. Threads idle on a socket
+cost little (one stack each), so many of them absorb many slow clients; and the deadlines
+make sure no slow client keeps one long:
+
+- idle connections (kept alive, or opened and silent) wait in the worker's poller, not in a
+  thread (gthread's own behaviour, at most `keepalive` seconds);
+- HEADER_TIMEOUT (default 10 s): a request's line and headers must all have arrived this long
+  after the thread started reading them, else 408 and the connection is closed (slowloris);
+- BODY_IDLE_TIMEOUT (default 30 s): no pause between two pieces of a body longer than this;
+- BODY_MIN_RATE bytes/s (default 2048) after BODY_GRACE s (default 10): a body arriving slower
+  than that on average is cut with a 408 in the door's error shape. A phone uploading 25 MB at
+  100 KB/s on 3G is 50 times faster than the minimum and is never cut.
+
+So 2 x 128 threads stay answering ordinary clients while a hundred or more connections trickle
+(tests/abuse/test_slow_clients.py). Behind nginx (deploy/nginx.conf), which buffers whole
+requests and has its own timeouts, these clocks never run out. Settings are environment
+variables (0 turns a check off). A long request does not get its worker killed: in gthread the
+worker's main thread keeps reporting to the master, so `timeout` only catches a worker that
+hangs as a whole; a stopping or reloading worker has `graceful_timeout` seconds to finish.
 
 Where it listens: HOST and PORT from the environment (`make run` passes its own, default
-127.0.0.1:8000; `PORT=9000 make run`), WORKERS likewise. The command line and
+127.0.0.1:8000; `PORT=9000 make run`), WORKERS and THREADS likewise. The command line and
 GUNICORN_CMD_ARGS still override anything set here.
 
 Logs
@@ -41,10 +56,10 @@ if ":" in _host and not _host.startswith("["):
     _host = f"[{_host}]"  # an IPv6 address
 bind = [f"{_host}:{os.environ.get('PORT') or '8000'}"]
 
-worker_class = "gthread"
+worker_class = "app.serving.ThreadWorker"  # gthread, plus deadlines for slow clients
 workers = int(os.environ.get("WORKERS") or 2)
-threads = 4
-timeout = 60  # seconds a worker may spend on one request before it is killed and replaced
+threads = int(os.environ.get("THREADS") or 128)
+timeout = 60  # seconds a worker as a whole may stop reporting before the master replaces it
 graceful_timeout = 30  # seconds a worker has to finish its requests on stop or reload
 
 accesslog = "-"  # stdout, in gunicorn's default (combined) format

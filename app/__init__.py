@@ -28,6 +28,11 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app.request_class = ChartboxRequest
     os.makedirs(app.instance_path, exist_ok=True)
     load_config(app, test_config)
+    from app.services.transaction import release_idle_connection
+    from app.serving import ClientBody
+
+    # No database connection is held while a client's body trickles in; too slow gets a 408.
+    app.wsgi_app = ClientBody(app.wsgi_app, release_idle_connection)  # type: ignore[method-assign]
     if app.config["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

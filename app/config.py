@@ -64,13 +64,6 @@ class Defaults:
     # Where failed sign-ins are counted: the app's database (shared by every worker and host),
     # redis://host:6379/0, or memory:// (per process).
     RATELIMIT_STORAGE_URL = "database://"
-    # -- slow clients (app/slow_clients.py) ----------------------------------------------------
-    # A request body must keep arriving: no gap longer than BODY_IDLE_TIMEOUT seconds, and after
-    # the first BODY_GRACE seconds an average of at least BODY_MIN_RATE bytes/s (a 3G phone
-    # sends ~100 KB/s); otherwise 408. 0 turns a check off.
-    BODY_IDLE_TIMEOUT = 30.0
-    BODY_GRACE = 10.0
-    BODY_MIN_RATE = 2048
     LOGIN_ATTEMPTS = 10  # per username+IP within LOGIN_WINDOW
     LOGIN_WINDOW = 300  # seconds
     PREFERRED_URL_SCHEME = "http"

@@ -250,14 +250,14 @@ def test_other_loggers_are_left_alone(gunicorn_logger, caplog):
 
 # -- gunicorn.conf.py ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("env,bind,workers", [
-    ({}, ["127.0.0.1:8000"], 2),
-    ({"HOST": "0.0.0.0", "PORT": "9000", "WORKERS": "3"}, ["0.0.0.0:9000"], 3),
-    ({"HOST": "::1", "PORT": "9001"}, ["[::1]:9001"], 2),
-    ({"HOST": "", "PORT": "", "WORKERS": ""}, ["127.0.0.1:8000"], 2),
+@pytest.mark.parametrize("env,bind,workers,threads", [
+    ({}, ["127.0.0.1:8000"], 2, 128),
+    ({"HOST": "0.0.0.0", "PORT": "9000", "WORKERS": "3", "THREADS": "16"}, ["0.0.0.0:9000"], 3, 16),
+    ({"HOST": "::1", "PORT": "9001"}, ["[::1]:9001"], 2, 128),
+    ({"HOST": "", "PORT": "", "WORKERS": "", "THREADS": ""}, ["127.0.0.1:8000"], 2, 128),
 ])
-def test_gunicorn_conf(monkeypatch, env, bind, workers):
-    for name in ("HOST", "PORT", "WORKERS"):
+def test_gunicorn_conf(monkeypatch, env, bind, workers, threads):
+    for name in ("HOST", "PORT", "WORKERS", "THREADS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -267,7 +267,11 @@ def test_gunicorn_conf(monkeypatch, env, bind, workers):
         if name in cfg.settings:
             cfg.set(name, value)  # gunicorn's own validators
     assert cfg.bind == bind and cfg.workers == workers
-    assert (cfg.worker_class_str, cfg.threads, cfg.timeout, cfg.graceful_timeout) == ("gthread", 4, 60, 30)
+    assert (cfg.worker_class_str, cfg.threads, cfg.timeout, cfg.graceful_timeout) == \
+        ("app.serving.ThreadWorker", threads, 60, 30)
+    from app.serving import ThreadWorker
+
+    assert cfg.worker_class is ThreadWorker  # gunicorn can load it
     assert cfg.accesslog == "-" and cfg.logger_class is MaskingLogger
     assert cfg.forwarded_allow_ips == Config().forwarded_allow_ips  # left to gunicorn; the app's ProxyFix decides
 
@@ -373,7 +377,7 @@ def test_a_real_gunicorn_logs_the_requests_but_none_of_their_secrets(tmp_path):
     password = "pw-" + secrets.token_hex(12)
     cookie = secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FLASK_", "GUNICORN_")) and k not in ("HOST", "PORT", "WORKERS", "FORWARDED_ALLOW_IPS")}
+           if not k.startswith(("FLASK_", "GUNICORN_")) and k not in ("HOST", "PORT", "WORKERS", "THREADS", "FORWARDED_ALLOW_IPS")}
     env.update(FLASK_SECRET_KEY=secrets.token_hex(32),
                FLASK_SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'chartbox.db'}",
                FLASK_STORAGE_ROOT=str(tmp_path / "files"), FLASK_TRUSTED_PROXIES="0")

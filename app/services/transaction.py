@@ -22,6 +22,7 @@ from app.errors import Conflict
 from app.extensions import db
 
 _BLOBS = "chartbox_uncommitted_blobs"
+_WROTE = "chartbox_wrote"  # set once the current transaction has flushed a change
 log = logging.getLogger(__name__)
 
 
@@ -82,6 +83,29 @@ def abandon() -> None:
     _drop_blobs(session)
 
 
+def release_idle_connection() -> None:
+    """Give the request's pooled connection back while it waits on something slow (a client
+    sending its upload), if its transaction has only read.
+
+    A connection held for the minutes a phone takes to upload is one the other requests
+    cannot have (and, on SQLite, an open read that blocks checkpoints). The loaded objects
+    (the signed-in user, …) stay attached with what they hold; the next query simply starts
+    a new transaction. A transaction that has written anything is left alone: closing it would
+    throw the writes away.
+    """
+    session = db.session()
+    if not session.in_transaction() or session.info.get(_WROTE) or session.new or session.dirty or session.deleted:
+        return
+    loaded = list(session.identity_map.values())
+    session.close()
+    session.add_all(loaded)
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _context: object) -> None:
+    session.info[_WROTE] = True
+
+
 @event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
     session.info.pop(_BLOBS, None)
@@ -91,6 +115,7 @@ def _committed(session: Session) -> None:
 def _ended(session: Session, transaction: SessionTransaction) -> None:
     # after_commit has already run for a committed transaction; what is left never committed.
     if transaction.parent is None:
+        session.info.pop(_WROTE, None)
         _drop_blobs(session)
 
 
