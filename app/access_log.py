@@ -29,7 +29,7 @@ import re
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
-from gunicorn.glogging import Logger  # type: ignore[import-untyped]  # gunicorn ships no type information
+from gunicorn.glogging import Logger
 
 MASK = "***"
 
