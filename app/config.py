@@ -27,24 +27,30 @@ class Defaults:
     # Base64 in JSON (a dialect that inlines files) inflates a file by 4/3.
     JSON_UPLOAD_MAX_BYTES = (25 * MIB * 4) // 3 + MIB
     IMAGE_MAX_PIXELS = 60_000_000  # an upload with more pixels is refused before it is decoded
-    PDF_MAX_PAGES = 2_000  # a PDF with more pages is refused (counting 100,000 pages costs seconds)
+    # A PDF with more pages is refused, counted before any page is touched (touching 100,000
+    # pages took 9 s); a page tree whose root's /Count lies is counted only to one past this.
+    PDF_MAX_PAGES = 2_000
     PDF_PARSE_TIMEOUT = 10.0  # seconds one parser child (PDF, image or Office check) may run
     PDF_PARSE_MEMORY = 512 * MIB  # bytes of extra address space a parser or renderer child may use
-    # Seconds all the checks of one upload may take together (several children, waits included).
+    # Seconds all the checks of one upload may take together (the wait for a decoder slot and
+    # every child included); past it the upload is refused (400, "took too long to check").
     VALIDATION_TIMEOUT = 20.0
-    # Decoder children one worker process runs at once; more wait up to *_WAIT seconds for a
-    # slot, then get 503 + Retry-After (uploads) — so a flood costs bounded CPU and memory.
+    # Decoder children (pypdf, Pillow, Office ZIP reads) one worker process runs at once; more
+    # wait up to PARSE_WAIT seconds for a slot, then get 503 + Retry-After — so a flood costs
+    # bounded CPU and memory.
     PARSE_CONCURRENCY = 2
     PARSE_WAIT = 10.0
-    # -- renditions (size= and preview=) -------------------------------------------------------
+    # -- renditions (size= and preview=, app/services/renditions.py) ---------------------------
     # The only boxes ever stored (longest side, px). A size= box is answered from the smallest
-    # stored one that covers it, downscaled to fit (and not stored); pages ask for these exactly.
-    RENDITION_SIZES = (160, 320, 640, 1280, 2048)
-    RENDER_CONCURRENCY = 2  # renderer children per worker process; more wait RENDER_WAIT seconds
+    # stored one that covers it, downscaled to fit (and not stored); pages ask for these exactly
+    # (128: the list's 64 CSS px thumbnails and avatars on 2x screens; 1280: the PDF viewer).
+    RENDITION_SIZES = (128, 320, 640, 1280, 2048)
+    RENDER_CONCURRENCY = 2  # renders and downscales at once per worker process; more wait RENDER_WAIT s
     RENDER_WAIT = 5.0  # …then 503 + Retry-After
-    RENDER_TIMEOUT = 10.0  # seconds one rendering child may run
+    RENDER_TIMEOUT = 10.0  # seconds one rendering child may run (its memory: PDF_PARSE_MEMORY)
     PREVIEW_MAX_PAGES = 50  # preview=N renders pages 1..this; later pages answer 400
-    RENDITION_CACHE_MAX_BYTES = 2 * 1024 * MIB  # the rendition cache is trimmed (oldest first) past this
+    # The whole rendition cache is trimmed past this, oldest written first (0: no cap).
+    RENDITION_CACHE_MAX_BYTES = 2 * 1024 * MIB
     ZIP_MAX_UNCOMPRESSED = 100 * MIB
     SIGNED_URL_TTL = 3600  # seconds a view link stays valid
     SIGNED_URL_SKEW = 60  # seconds a link's time may lie in the future
@@ -61,11 +67,41 @@ class Defaults:
     API_PAGE_SIZE = 100
     API_PAGE_SIZE_MAX = 500
     WEB_PAGE_SIZE = 25
-    # Where failed sign-ins are counted: the app's database (shared by every worker and host),
-    # redis://host:6379/0, or memory:// (per process).
-    RATELIMIT_STORAGE_URL = "database://"
-    LOGIN_ATTEMPTS = 10  # per username+IP within LOGIN_WINDOW
+    # -- rate limits, sign-in throttle, quotas, per-request caps (app/ratelimits.py) -----------
+    # Flask-Limiter's own settings (RATELIMIT_*) work as its documentation says. Counts live in
+    # RATELIMIT_STORAGE_URI: database:// (the app's database, shared by every worker and host),
+    # redis://host:6379/0 (install .[redis]) or memory:// (per process). If the store fails,
+    # requests are not refused: limits fall back to per-process memory and the outage is logged.
+    RATELIMIT_ENABLED = True  # False turns the request rate limits off (not the sign-in throttle)
+    RATELIMIT_STORAGE_URI = "database://"
+    RATELIMIT_STRATEGY = "fixed-window"  # or sliding-window-counter (moving-window: not database://)
+    RATELIMIT_KEY_PREFIX = "chartbox"
+    RATELIMIT_SWALLOW_ERRORS = True
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    # One group per key and kind of request (GET/HEAD/OPTIONS read, anything else writes), as
+    # limits strings ("600 per minute; 30 per second"); "" turns a group off.
+    RATELIMIT_API_READ = "600 per minute"  # per API token, every dialect together
+    RATELIMIT_API_WRITE = "60 per minute"
+    RATELIMIT_ADDRESS_READ = "3000 per minute"  # per client address, everything (a clinic's NAT)
+    RATELIMIT_ADDRESS_WRITE = "600 per minute"
+    RATELIMIT_SESSION_READ = "600 per minute"  # per signed-in page session (pages upload one file a request)
+    RATELIMIT_SESSION_WRITE = "120 per minute"
+    # Sign-in (every door): password checks per username+address, per username from anywhere,
+    # and distinct failing usernames per address (password spraying); 0 turns one off.
+    LOGIN_ATTEMPTS = 10  # per username+address within LOGIN_WINDOW
     LOGIN_WINDOW = 300  # seconds
+    LOGIN_USERNAME_ATTEMPTS = 50  # per username, from any address, within LOGIN_WINDOW
+    LOGIN_SPRAY_USERNAMES = 20  # distinct usernames failing from one address within LOGIN_SPRAY_WINDOW
+    LOGIN_SPRAY_WINDOW = 900  # seconds
+    # Bytes kept per patient (what they uploaded) and per clinic; deleted files count until they
+    # are purged (their bytes are still on disk). None turns a quota off.
+    USER_QUOTA_BYTES: int | None = 2 * 1024 * MIB
+    CLINIC_QUOTA_BYTES: int | None = 200 * 1024 * MIB
+    UPLOAD_MAX_FILES_PER_REQUEST = 20  # files in one multipart request
+    # Multipart parts the parser reads before answering 413; None: UPLOAD_MAX_FILES_PER_REQUEST
+    # plus room for a form's own fields. A text field may hold MAX_FORM_MEMORY_SIZE bytes.
+    MAX_FORM_PARTS: int | None = None
+    MAX_FORM_MEMORY_SIZE = 500_000
     PREFERRED_URL_SCHEME = "http"
     # Behind a load balancer: how many proxies' X-Forwarded-For/-Proto/-Host to believe, so
     # signed links carry the public https address and the audit trail the client's address.

@@ -30,7 +30,19 @@ class IsolationError(Exception):
     """The child ran out of time or memory, or died."""
 
 
-_gates: dict[str, tuple[int, threading.BoundedSemaphore]] = {}
+class ChildTimeout(IsolationError):
+    """The child was killed at its deadline."""
+
+
+class ChildOutOfMemory(IsolationError):
+    """The child ran out of its memory budget."""
+
+
+class ChildFailed(IsolationError):
+    """The child died, or its answer could not be sent back."""
+
+
+_gates: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 _gates_lock = threading.Lock()
 
 
@@ -38,13 +50,11 @@ _gates_lock = threading.Lock()
 def gate(name: str, slots: int, wait: float) -> Iterator[None]:
     """Hold one of this process's `slots` slots named `name` for the block.
 
-    Waits up to `wait` seconds for a free slot, then raises ServerBusy. The size is fixed by
-    the first caller of each name in a process (a changed setting takes effect on restart).
+    Waits up to `wait` seconds for a free slot, then raises ServerBusy. A process has one
+    gate per name and size (one app per process in production; tests run several configs).
     """
     with _gates_lock:
-        if name not in _gates:
-            _gates[name] = (slots, threading.BoundedSemaphore(max(1, slots)))
-        semaphore = _gates[name][1]
+        semaphore = _gates.setdefault((name, slots), threading.BoundedSemaphore(max(1, slots)))
     if not semaphore.acquire(timeout=max(0.0, wait)):
         raise ServerBusy()
     try:
@@ -66,7 +76,8 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float, memory: int
         timeout: seconds before the child is killed.
         memory: bytes of address space the child may add to what it inherits.
     Raises:
-        IsolationError: on timeout, memory exhaustion or a crash of the child.
+        IsolationError: on timeout (ChildTimeout), memory exhaustion (ChildOutOfMemory) or a
+            crash of the child (ChildFailed); the messages are plain and name no library.
         Exception: whatever fn raised, re-raised in the parent.
     """
     if resource is None or not hasattr(os, "fork") or not os.path.exists("/proc/self/statm"):
@@ -87,13 +98,15 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float, memory: int
             try:
                 payload = (True, fn(*args))
             except MemoryError:
-                payload = (False, IsolationError("the file needs too much memory to check"))
+                payload = (False, ChildOutOfMemory("the file needs too much memory to check"))
             except BaseException as exc:  # noqa: BLE001 - sent to the parent, which re-raises
                 payload = (False, exc)
             try:
                 data = pickle.dumps(payload)
             except Exception:  # noqa: BLE001 - an unpicklable exception still means failure
-                data = pickle.dumps((False, IsolationError(repr(payload[1])[:200])))
+                failed = ChildFailed("the file could not be checked")
+                failed.detail = repr(payload[1])[:200]  # type: ignore[attr-defined] # for the log
+                data = pickle.dumps((False, failed))
             with os.fdopen(write_fd, "wb") as out:
                 out.write(data)
         except BaseException:  # noqa: BLE001
@@ -108,8 +121,7 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float, memory: int
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    os.kill(pid, signal.SIGKILL)
-                    raise IsolationError("the file took too long to check")
+                    raise ChildTimeout("the file took too long to check")
                 ready, _, _ = select.select([pipe], [], [], remaining)
                 if not ready:
                     continue
@@ -117,11 +129,17 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float, memory: int
                 if not chunk:
                     break
                 chunks.append(chunk)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # a timeout, or this thread interrupted: never left running
+        raise
     finally:
         _, status = os.waitpid(pid, 0)
     if not chunks or os.waitstatus_to_exitcode(status) != 0:
-        raise IsolationError("the file could not be checked")
-    ok, value = pickle.loads(b"".join(chunks))
+        raise ChildFailed("the file could not be checked")
+    try:
+        ok, value = pickle.loads(b"".join(chunks))
+    except Exception:  # noqa: BLE001 - e.g. an exception type that cannot be rebuilt here
+        raise ChildFailed("the file could not be checked") from None
     if ok:
         return value
     raise value

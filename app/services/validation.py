@@ -1,23 +1,19 @@
 """Decide what an uploaded file really is, from its bytes, and refuse anything unsafe.
 
 Every door passes uploads through inspect_file(); the name only has to agree with the bytes.
+What needs a decoder (PDF, images, Office ZIPs) is checked in bounded children (decoders.py).
 """
 from __future__ import annotations
 
 import codecs
-import logging
 import os
 import re
 import unicodedata
-import zipfile
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from PIL import Image
-from pypdf import PdfReader  # imported here so each forked parser child inherits it warm
-
 from app.errors import InvalidUpload
-from app.services.isolation import IsolationError, run_isolated
+from app.services import decoders
 
 PDF = "application/pdf"
 PNG = "image/png"
@@ -40,12 +36,7 @@ TYPES: dict[str, tuple[tuple[str, ...], str]] = {
 ACCEPTED_EXTENSIONS = sorted({e for exts, _ in TYPES.values() for e in exts})
 IMAGES = frozenset({PNG, JPEG})
 
-_OFFICE_MAIN = {
-    DOCX: (b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
-           "word/document.xml"),
-    XLSX: (b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
-           "xl/workbook.xml"),
-}
+_OFFICE_KIND = {DOCX: "docx", XLSX: "xlsx"}
 # Recognised only to name them in the refusal.
 _REFUSED_SIGNATURES = [
     (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"II*\x00", "a TIFF image"),
@@ -78,9 +69,13 @@ class Limits:
     """The budgets validation works within (from the app config)."""
 
     image_max_pixels: int
-    pdf_timeout: float
-    pdf_memory: int
+    pdf_timeout: float  # each decoder child (PDF, image or Office), seconds
+    pdf_memory: int  # each decoder child, bytes
     zip_max_uncompressed: int
+    pdf_max_pages: int = 2_000
+    validation_timeout: float = 20.0  # one whole upload, waits for a slot included
+    parse_concurrency: int = 2
+    parse_wait: float = 10.0
 
     @classmethod
     def from_config(cls, config) -> Limits:
@@ -89,7 +84,16 @@ class Limits:
             pdf_timeout=config["PDF_PARSE_TIMEOUT"],
             pdf_memory=config["PDF_PARSE_MEMORY"],
             zip_max_uncompressed=config["ZIP_MAX_UNCOMPRESSED"],
+            pdf_max_pages=config["PDF_MAX_PAGES"],
+            validation_timeout=config["VALIDATION_TIMEOUT"],
+            parse_concurrency=config["PARSE_CONCURRENCY"],
+            parse_wait=config["PARSE_WAIT"],
         )
+
+    def budget(self) -> decoders.Budget:
+        """The clock of one upload's checks, starting now."""
+        return decoders.Budget(self.validation_timeout, self.pdf_timeout, self.pdf_memory,
+                               self.parse_concurrency, self.parse_wait)
 
 
 def clean_name(name: str | None, max_length: int = 255) -> str:
@@ -133,7 +137,7 @@ def sniff(head: bytes, name_ext: str) -> str:
         return PNG
     if head.startswith(b"\xff\xd8\xff"):
         return JPEG
-    if head.startswith(b"PK\x03\x04"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a ZIP (or an empty one)
         return DOCX if name_ext == "docx" else XLSX if name_ext == "xlsx" else "zip"
     for signature, what in _REFUSED_SIGNATURES:
         # A note may well begin "BMI …" or "MZ …": printable signatures only count in binary files.
@@ -157,19 +161,6 @@ def _plausible_text(head: bytes) -> bool:
     return True
 
 
-def _office_type(path: str) -> str:
-    """DOCX or XLSX for a ZIP holding a Word or Excel main part; refuse any other ZIP."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
-        raise InvalidUpload("The file is a damaged ZIP archive.") from None
-    for media_type, (_, main_part) in _OFFICE_MAIN.items():
-        if main_part in names and "[Content_Types].xml" in names:
-            return media_type
-    raise InvalidUpload("ZIP archives are not accepted; Word and Excel files must end in .docx or .xlsx.")
-
-
 def _accepted_sentence() -> str:
     return "accepted types are PDF, PNG, JPEG, plain text, CSV, Word (.docx) and Excel (.xlsx)."
 
@@ -180,20 +171,26 @@ def inspect_file(path: str, name: str, limits: Limits, accept: Collection[str] |
 
     Args:
         accept: the media types the caller takes (all of TYPES when None); anything else is
-            refused from its first bytes, before any parser runs.
+            refused from its first bytes, before any parser runs (a ZIP not named .docx or
+            .xlsx is read first, to tell which it is).
         purpose: the sentence that says what is accepted, for that refusal.
     Raises:
         InvalidUpload: empty, of a type not accepted, contradicting its name, damaged,
-            encrypted, too many pixels, a ZIP bomb, or not UTF-8 text.
+            encrypted, too many pixels or pages, a ZIP bomb, not UTF-8 text, or taking
+            longer than limits.validation_timeout to check; always in plain words.
+        ServerBusy: every decoder slot of this process stayed busy (503, retry shortly).
     """
+    budget = limits.budget()
     if os.path.getsize(path) == 0:
-        raise InvalidUpload("The file is empty.")
+        raise InvalidUpload("The file is empty; check that you chose the right file and upload it again.")
     with open(path, "rb") as fh:
         head = fh.read(8192)
     ext = name_extension(name)
     media_type = sniff(head, ext)
-    if media_type == "zip":  # not named .docx/.xlsx: the parts say whether it is one
-        media_type = _office_type(path)
+    checked = False
+    if media_type == "zip":  # not named .docx/.xlsx: its parts say whether it is one (fully read)
+        kind = budget.run(decoders.check_office, path, None, limits.zip_max_uncompressed)
+        media_type, checked = DOCX if kind == "docx" else XLSX, True
     allowed_exts, what = TYPES[media_type]
     if accept is not None and media_type not in accept:
         raise InvalidUpload(purpose or f"This file is {what}; only {describe_types(accept)} can be uploaded here.")
@@ -203,79 +200,40 @@ def inspect_file(path: str, name: str, limits: Limits, accept: Collection[str] |
         raise InvalidUpload(
             f"The name ends in .{ext} but the file is {what}; rename it to .{allowed_exts[0]}."
         )
-    result = {
+    result = {} if checked else {
         PDF: _check_pdf, PNG: _check_image, JPEG: _check_image, TEXT: _check_text,
         CSV: _check_text, DOCX: _check_office, XLSX: _check_office,
-    }[media_type](path, media_type, limits)
+    }[media_type](path, media_type, limits, budget)
     return Inspection(media_type=media_type, ext=ext or allowed_exts[0], **result)
 
 
 # -- PDF ---------------------------------------------------------------------------------------
 
-def _check_pdf(path: str, media_type: str, limits: Limits) -> dict:
+def _check_pdf(path: str, media_type: str, limits: Limits, budget: decoders.Budget) -> dict:
     with open(path, "rb") as fh:
         fh.seek(max(0, os.path.getsize(path) - 2048))
         if b"%%EOF" not in fh.read():
-            raise InvalidUpload("The PDF is damaged or incomplete (it has no end marker).")
-    try:
-        pages = run_isolated(_parse_pdf, path, timeout=limits.pdf_timeout, memory=limits.pdf_memory)
-    except IsolationError as exc:
-        raise InvalidUpload(f"The PDF could not be read: {exc}.") from None
-    return {"page_count": pages}
-
-
-def _parse_pdf(path: str) -> int:
-    """Runs in the isolated child: count pages, touching each page's tree."""
-    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
-    try:
-        reader = PdfReader(path, strict=False)
-        if reader.is_encrypted:
-            raise InvalidUpload("The PDF is password-protected; remove the password and upload it again.")
-        count = len(reader.pages)
-        for page in reader.pages:
-            page.mediabox  # noqa: B018 - resolving each page catches broken page trees
-    except InvalidUpload:
-        raise
-    except Exception as exc:  # noqa: BLE001 - pypdf raises many types on hostile input
-        raise InvalidUpload(f"The PDF is damaged and cannot be opened ({type(exc).__name__}).") from None
-    if count < 1:
-        raise InvalidUpload("The PDF has no pages.")
-    return count
+            raise InvalidUpload("The PDF is damaged or incomplete (it has no end marker); save it again "
+                                "and upload it again.")
+    return {"page_count": budget.run(decoders.count_pdf_pages, path, limits.pdf_max_pages)}
 
 
 # -- Images ------------------------------------------------------------------------------------
 
-def _check_image(path: str, media_type: str, limits: Limits) -> dict:
+def _check_image(path: str, media_type: str, limits: Limits, budget: decoders.Budget) -> dict:
     fmt = "PNG" if media_type == PNG else "JPEG"
-    what = describe(media_type)
-    try:
-        with Image.open(path, formats=[fmt]) as im:
-            width, height = im.size
-            if width * height > limits.image_max_pixels:
-                raise InvalidUpload(
-                    f"The image is {width}x{height} pixels; the limit is "
-                    f"{limits.image_max_pixels:,} pixels."
-                )
-            if fmt == "PNG":
-                im.verify()  # chunk CRCs
-        with Image.open(path, formats=[fmt]) as im:
-            im.load()  # a full decode catches truncation
-    except InvalidUpload:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidUpload("The image has far too many pixels to be a real photo or scan.") from None
-    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError…
-        raise InvalidUpload(f"The file is not a complete, readable {what.split(' ', 1)[1]} ({exc}).") from None
-    _check_no_trailer(path, media_type)
+    size = decoders.image_size(path, fmt)  # the header only: refused before any decoder runs
+    if size is not None and size[0] * size[1] > limits.image_max_pixels:
+        raise InvalidUpload(decoders.too_many_pixels(size, limits.image_max_pixels))
+    width, height, end = budget.run(decoders.decode_image, path, fmt, limits.image_max_pixels)
+    _check_no_trailer(path, media_type, end)
     return {"width": width, "height": height}
 
 
-def _check_no_trailer(path: str, media_type: str) -> None:
+def _check_no_trailer(path: str, media_type: str, end: int) -> None:
     """Refuse polyglots: nothing may hide after the image's end or be embedded in it."""
-    if media_type == PNG:
-        end = _png_end(path)
-        if end != os.path.getsize(path):
-            raise InvalidUpload("The PNG has extra data after the image; save it again and re-upload.")
+    if media_type == PNG and end != os.path.getsize(path):
+        raise InvalidUpload("The PNG has extra data after the image; save it again and re-upload.")
     with open(path, "rb") as fh:
         tail = b""
         while chunk := fh.read(CHUNK):
@@ -284,24 +242,9 @@ def _check_no_trailer(path: str, media_type: str) -> None:
             tail = chunk[-16:]
 
 
-def _png_end(path: str) -> int:
-    """The offset just past the IEND chunk (walks chunk headers only)."""
-    with open(path, "rb") as fh:
-        pos = 8
-        while True:
-            fh.seek(pos)
-            header = fh.read(8)
-            if len(header) < 8:
-                return -1
-            length = int.from_bytes(header[:4], "big")
-            pos += 12 + length
-            if header[4:8] == b"IEND":
-                return pos
-
-
 # -- Text --------------------------------------------------------------------------------------
 
-def _check_text(path: str, media_type: str, limits: Limits) -> dict:
+def _check_text(path: str, media_type: str, limits: Limits, budget: decoders.Budget) -> dict:
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     with open(path, "rb") as fh:
         try:
@@ -317,34 +260,6 @@ def _check_text(path: str, media_type: str, limits: Limits) -> dict:
 
 # -- Office (DOCX / XLSX) ----------------------------------------------------------------------
 
-def _check_office(path: str, media_type: str, limits: Limits) -> dict:
-    main_type, main_part = _OFFICE_MAIN[media_type]
-    noun = describe(media_type).split(" ", 1)[1]
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            if len(infos) > 10_000:
-                raise InvalidUpload(f"The file is not a valid {noun}: too many parts.")
-            if sum(i.file_size for i in infos) > limits.zip_max_uncompressed:
-                raise InvalidUpload(f"The {noun} expands to more than {limits.zip_max_uncompressed:,} bytes.")
-            names = {i.filename for i in infos}
-            if "[Content_Types].xml" not in names or main_part not in names:
-                raise InvalidUpload(f"The file is not a valid {noun}.")
-            small = zf.getinfo("[Content_Types].xml").file_size < 1024 * 1024
-            content_types = zf.read("[Content_Types].xml") if small else b""
-            if main_type not in content_types:
-                raise InvalidUpload(f"The file is not a valid {noun}.")
-            total = 0
-            for info in infos:  # read every part: CRCs and real sizes, bounded
-                with zf.open(info) as part:
-                    while chunk := part.read(CHUNK):
-                        total += len(chunk)
-                        if total > limits.zip_max_uncompressed:
-                            raise InvalidUpload(
-                                f"The {noun} expands to more than {limits.zip_max_uncompressed:,} bytes.")
-    except InvalidUpload:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
-            RuntimeError) as exc:
-        raise InvalidUpload(f"The {noun} is damaged ({exc}).") from None
+def _check_office(path: str, media_type: str, limits: Limits, budget: decoders.Budget) -> dict:
+    budget.run(decoders.check_office, path, _OFFICE_KIND[media_type], limits.zip_max_uncompressed)
     return {}
