@@ -6,7 +6,7 @@
   document.documentElement.classList.add("js");
 
   var VIEWER_PAGES = 20;
-  var PAGE_BOX = "1200x1600";
+  var PAGE_BOX = "1280x1280";  // a stored rendition size (app/web/display.py PAGE_BOX)
 
   function csrfToken() {
     var meta = document.querySelector('meta[name="csrf-token"]');

@@ -229,6 +229,33 @@ def test_stat_gives_size_and_modified_time(storage):
         storage.stat(new_key())
 
 
+def test_entries_list_keys_with_size_and_time_in_one_pass(storage):
+    """What sizing the rendition cache reads: every key under a prefix with its size and time,
+    nothing outside the prefix, no partial write, and the same sizes stat gives."""
+    owner = uuid.uuid4()
+    mine = {f"renditions/{str(owner)[:2]}/{owner}/{side}x{side}.png": b"p" * side for side in (128, 320, 2048)}
+    other = f"renditions/{str(owner)[:2]}/{uuid.uuid4()}/128x128.png"
+    original = new_key()
+    for key, data in [*mine.items(), (other, b"o" * 7), (original, b"x" * 99)]:
+        storage.put(key, io.BytesIO(data))
+    listed = dict(storage.entries(f"renditions/{str(owner)[:2]}/{owner}/"))
+    assert {k: v.size for k, v in listed.items()} == {k: len(v) for k, v in mine.items()}
+    assert all(recent(info.modified) and info == storage.stat(key) for key, info in listed.items())
+    everything = dict(storage.entries("renditions/"))
+    assert set(everything) == {*mine, other}
+    assert set(dict(storage.entries())) == {*mine, other, original}
+    assert list(storage.entries("zz-nothing/")) == []
+    storage.delete(other)
+    assert other not in dict(storage.entries("renditions/"))
+
+
+def test_entries_skip_partial_writes(tmp_path):
+    store = FilesystemStorage(str(tmp_path / "store"))
+    store.put("renditions/ab/abc/128x128.png", io.BytesIO(b"png"))
+    (tmp_path / "store" / "renditions" / "ab" / "abc" / ".xyz.part").write_bytes(b"half")
+    assert [k for k, _ in store.entries("renditions/")] == ["renditions/ab/abc/128x128.png"]
+
+
 @pytest.mark.parametrize("after", [10, 9 * 1024 * 1024], ids=["small", "after-first-part"])
 def test_puts_leave_no_debris(storage, after):
     storage.put(new_key(), io.BytesIO(b"x" * after))

@@ -199,7 +199,7 @@ def test_profile_picture_is_replaced_and_shown_in_the_header(make_page_client, m
     rows = _rows()
     assert [r.deleted_at is None for r in rows] == [False, True]  # one avatar per user
     page = client.get("/documents").get_data(as_text=True)
-    assert 'alt="Your profile picture"' in page and "size=96x96" in page
+    assert 'alt="Your profile picture"' in page and "size=128x128" in page
 
 
 def test_pagination(make_page_client, make_user, make_file, app):

@@ -33,12 +33,12 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Action, StoredFile
 from app.models.base import utcnow
-from app.services import audit, spool
+from app.services import audit, renditions, spool
 from app.services.audit import Origin
 from app.services.uploads import _tmp_dir as spool_dir  # the folder receive() spools uploads into
 from app.storage import BlobMissing, Debris, StorageError, get_storage
 
-RENDITIONS = "renditions/"
+RENDITIONS = renditions.PREFIX
 Progress = Callable[[Iterable], Iterator]
 
 
@@ -325,8 +325,7 @@ def purge(older_than_days: int | None = None, dry_run: bool = False, progress: P
         db.session.commit()
         try:
             storage.delete(row.storage_key)
-            for key in list(storage.keys(f"{RENDITIONS}{row.public_id[:2]}/{row.public_id}/")):
-                storage.delete(key)
+            renditions.remove_all(storage, row.public_id)
         except StorageError as exc:
             current_app.logger.error("purged %s but could not remove its bytes (left as debris): %s",
                                      row.public_id, exc)

@@ -1,4 +1,4 @@
-"""Serving a file's bytes through a signed link, and the image renditions behind `size=`.
+"""Serving a file's bytes through a signed link, and the renditions behind `size=` and `preview=`.
 
 Every original sent is checked against the sha256 its row recorded at upload, so a damaged
 blob (a flipped bit on disk, a bad copy) is never served as if it were the file:
@@ -13,8 +13,8 @@ blob (a flipped bit on disk, a bad copy) is never served as if it were the file:
   wrong file. The mismatch is logged and audited in a transaction of its own. A Range request
   reads only part of the file, so it cannot be checked against the whole-file hash: it is
   sent unchecked (unless the file is small enough to be checked first);
-- a rendition (a PNG behind `size=` or `preview=`) is made only from a source checked
-  first; the cached PNG itself has no recorded hash and is served as stored.
+- a rendition (a PNG behind `size=` or `preview=`, see renditions.py) is made only from a
+  source checked first; the stored PNG itself has no recorded hash and is served as stored.
 
 The audit event of a mismatch is an Action.VIEW with detail {"integrity": "mismatch"}.
 """
@@ -33,10 +33,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.errors import BadRequest, DamagedFile, Forbidden, NotFound
 from app.extensions import db
 from app.models import Action, StoredFile, User
-from app.services import access, audit, signing, transaction
+from app.services import access, audit, renditions, signing, transaction
 from app.services.audit import Origin
 from app.services.files import damaged, download_name, find_file, missing_blob
-from app.services.images import fit_png, parse_page, parse_size, pdf_page_png, rendition_key
+from app.services.images import parse_page, parse_size
 from app.storage import BlobMissing, get_storage
 
 CHUNK = 1024 * 1024
@@ -54,8 +54,9 @@ class Download:
     last_modified: datetime
 
 
-# A PDF page preview without an explicit size fits this box (a readable page on screen).
-PREVIEW_BOX = (1200, 1600)
+# A PDF page preview without an explicit size fits this box: a readable page on screen, and a
+# stored size (RENDITION_SIZES), so it is served without a downscale.
+PREVIEW_BOX = (1280, 1280)
 
 
 def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str | None,
@@ -74,8 +75,9 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
     Raises:
         Forbidden: bad, tampered or expired link.
         NotFound: unknown, deleted or purged file (or its bytes are missing).
-        BadRequest: a malformed size or preview, a page the PDF does not have, or a PDF
-            page that cannot be rendered.
+        BadRequest: a malformed size or preview, a page the PDF does not have or past
+            PREVIEW_MAX_PAGES, or a rendition that cannot be made within its budget.
+        ServerBusy: every render slot of this process stayed busy (503 + Retry-After).
     """
     try:
         signing.verify(signing.VIEW, signing.view_subject(file_id, by or ""), auth_code, stamp)
@@ -108,8 +110,9 @@ def open_file(row: StoredFile, origin: Origin, box: tuple[int, int] | None = Non
     """Open a live file (or its rendition, as open_view) for a caller that has already
     authorised the read; audited as a view by `viewer` through `origin`.
 
-    Raises NotFound (bytes missing), BadRequest (a PDF page it does not have) or
-    DamagedFile (the bytes do not match the row's sha256; see the module docstring).
+    Raises NotFound (bytes missing), BadRequest (a PDF page it does not have, or past
+    PREVIEW_MAX_PAGES), ServerBusy (no render slot) or DamagedFile (the bytes do not match
+    the row's sha256; see the module docstring).
     """
     try:
         if page and row.is_pdf:
@@ -262,39 +265,33 @@ class VerifiedStream(io.RawIOBase):
         super().close()
 
 
-def _verify_source(row: StoredFile, source: BinaryIO, origin: Origin) -> None:
-    """Hash a rendition's source whole before it is rendered; rewind it. Raises DamagedFile."""
-    digest, size = hashlib.sha256(), 0
-    while chunk := source.read(CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-    if size != row.size or digest.hexdigest() != row.sha256:
-        raise _damaged(row, origin, f"sha256 mismatch in the source of a rendition ({size} bytes)")
-    source.seek(0)
+def _read_source(row: StoredFile, origin: Origin) -> bytes:
+    """A rendition's source, read whole and checked against the row before it is rendered
+    (uploads are at most UPLOAD_MAX_BYTES). Raises BlobMissing or DamagedFile."""
+    with get_storage().open(row.storage_key) as source:
+        data = _read_exactly(source, row.size + 1)  # one byte more shows a blob that grew
+    if len(data) != row.size or hashlib.sha256(data).hexdigest() != row.sha256:
+        raise _damaged(row, origin, f"sha256 mismatch in the source of a rendition ({len(data)} bytes)")
+    return data
 
 
 def _rendition(row: StoredFile, box: tuple[int, int], origin: Origin) -> Download:
-    return _cached_png(row, rendition_key(row.public_id, box), f"{box[0]}x{box[1]}",
-                       lambda source: fit_png(source, box), origin)
+    natural = (row.width, row.height) if row.width and row.height else None
+    made = renditions.of_image(row.public_id, box, lambda: _read_source(row, origin), natural)
+    return _png_download(row, made, f"{box[0]}x{box[1]}")
 
 
 def _pdf_preview(row: StoredFile, box: tuple[int, int], page: int, origin: Origin) -> Download:
     if page > (row.page_count or 1):
         raise BadRequest(f"The PDF has {row.page_count} page(s); there is no page {page}.")
-    config = current_app.config
-    return _cached_png(row, rendition_key(row.public_id, box, page=page), f"page{page}-{box[0]}x{box[1]}",
-                       lambda source: pdf_page_png(source, box, page, timeout=config["PDF_PARSE_TIMEOUT"],
-                                                   memory=config["PDF_PARSE_MEMORY"]), origin)
+    last = current_app.config["PREVIEW_MAX_PAGES"]
+    if page > last:  # each page is a render from the original: a long PDF must not be a flood
+        raise BadRequest(f"Previews are made of pages 1 to {last} only; open the PDF itself to see page {page}.")
+    made = renditions.of_pdf_page(row.public_id, box, page, lambda: _read_source(row, origin))
+    return _png_download(row, made, f"page{page}-{box[0]}x{box[1]}")
 
 
-def _cached_png(row: StoredFile, key: str, label: str, make: Callable[[BinaryIO], bytes],
-                origin: Origin) -> Download:
-    """A PNG rendition of the file, made from its (checked) bytes on first use and kept under `key`."""
-    storage = get_storage()
-    if not storage.exists(key):
-        with storage.open(row.storage_key) as source:
-            _verify_source(row, source, origin)
-            storage.put(key, io.BytesIO(make(source)))
+def _png_download(row: StoredFile, made: renditions.Rendition, label: str) -> Download:
     stem = row.name.rsplit(".", 1)[0] if "." in row.name else row.name
-    return Download(storage.open(key), storage.size(key), "image/png", f"{row.sha256[:32]}-{label}",
-                    f"{stem}-{label}.png", row.modified_at)
+    return Download(made.stream, made.size, "image/png", f"{row.sha256[:32]}-{label}", f"{stem}-{label}.png",
+                    row.modified_at)

@@ -91,6 +91,11 @@ class Storage(ABC):
         """Every stored key that starts with `prefix` (no temporary or partial objects)."""
 
     @abstractmethod
+    def entries(self, prefix: str = "") -> Iterator[tuple[str, BlobInfo]]:
+        """Every stored key that starts with `prefix` with its size and modification time, in
+        one listing (no stat per key: sizing a cache of many small objects stays cheap)."""
+
+    @abstractmethod
     def debris(self) -> Iterator[Debris]:
         """Every partial write under this store (including ones still in progress)."""
 

@@ -103,6 +103,27 @@ class FilesystemStorage(Storage):
                 if key.startswith(prefix):
                     yield key
 
+    def entries(self, prefix: str = "") -> Iterator[tuple[str, BlobInfo]]:
+        # Walk only the prefix's folder: sizing renditions/ never visits the originals.
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        top = self._path(folder) if folder else self.root
+        for here, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in sorted(files):
+                if _is_partial(name):
+                    continue
+                path = os.path.join(here, name)
+                key = os.path.relpath(path, self.root).replace(os.sep, "/")
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:  # deleted meanwhile
+                    continue
+                except OSError as exc:
+                    raise StorageError(f"cannot stat {key}: {exc}") from exc
+                yield key, BlobInfo(st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
     def debris(self) -> Iterator[Debris]:
         for folder, dirs, files in os.walk(self.root):
             dirs.sort()

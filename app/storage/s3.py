@@ -128,6 +128,14 @@ class S3Storage(Storage):
                 raise self._fail("delete", key, exc) from exc
 
     def keys(self, prefix: str = "") -> Iterator[str]:
+        for item in self._listing(prefix):
+            yield item["Key"][len(self.prefix):]
+
+    def entries(self, prefix: str = "") -> Iterator[tuple[str, BlobInfo]]:
+        for item in self._listing(prefix):  # the listing carries size and time: no HEAD per key
+            yield item["Key"][len(self.prefix):], BlobInfo(int(item["Size"]), item["LastModified"])
+
+    def _listing(self, prefix: str) -> Iterator[dict]:
         token = None
         while True:
             kwargs = {"Bucket": self.bucket, "Prefix": self.prefix + prefix,
@@ -138,8 +146,7 @@ class S3Storage(Storage):
                 page = self.client.list_objects_v2(**kwargs)
             except self._errors as exc:
                 raise StorageError(f"cannot list s3://{self.bucket}/{self.prefix}{prefix}: {exc}") from exc
-            for item in page.get("Contents", []):
-                yield item["Key"][len(self.prefix):]
+            yield from page.get("Contents", [])
             if not page.get("IsTruncated"):
                 return
             token = page["NextContinuationToken"]

@@ -12,8 +12,11 @@ from app.services.validation import ACCEPTED_EXTENSIONS, describe
 from app.urls import view_url
 from app.web.navigation import here, page_url
 
+# Boxes the pages ask for: each a stored rendition size (RENDITION_SIZES), so a page is always
+# answered from the cache as it is, never by a downscale.
 THUMB_BOX = "128x128"  # shown at 64 CSS px: sharp on 2x screens
-AVATAR_BOX = "96x96"
+AVATAR_BOX = "128x128"  # shown at 32-96 CSS px; one rendition with the thumbnail
+PAGE_BOX = "1280x1280"  # the in-page viewer's PDF pages (static/chartbox.js says the same)
 VIEWER_PAGES = 20  # the in-page viewer shows at most this many PDF pages
 UPLOAD_ACCEPT = ",".join(f".{ext}" for ext in ACCEPTED_EXTENSIONS)
 
