@@ -50,8 +50,13 @@ chromium:
 test: install-test chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Each script prints a Markdown table (BENCHMARKS.md); abuse.py runs real gunicorn servers.
 bench: install-test
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/parsers.py
+	$(BIN)/python bench/renditions.py
+	$(BIN)/python bench/ratelimits.py
+	$(BIN)/python bench/abuse.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-output

@@ -44,16 +44,16 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), render_as_batch=True)
     login_manager.init_app(app)
+    from app.ratelimits import init_ratelimits
+
+    # Before CSRF, whose check parses the form: a refused request costs no body parsing.
+    init_ratelimits(app)
     csrf.init_app(app)
     _enable_sqlite_wal()
 
     from app.storage import init_storage
 
     init_storage(app)
-
-    from app.services.throttle import init_throttle
-
-    init_throttle(app)
 
     from app.api import register_api
     from app.web import register_web

@@ -6,6 +6,7 @@ handlers sit at app level because 404/405/413 can happen before a blueprint is c
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
@@ -115,12 +116,17 @@ _HTTP_CODES = {
 
 
 def from_http(exc: HTTPException) -> ChartboxError:
-    """Map a Werkzeug HTTP error (routing, 405, 413 from the body limit) into the tree."""
+    """Map a Werkzeug HTTP error (routing, 405, 413 from a parser limit, 429 from a rate limit)
+    into the tree."""
     cls = _HTTP_CODES.get(exc.code or 500)
     err: ChartboxError
     if exc.code == 413:
-        limit = current_app.config["UPLOAD_MAX_BYTES"]
-        err = TooLarge(f"The file is larger than the {limit:,}-byte limit.")
+        err = TooLarge(_too_large_message(exc))
+    elif exc.code == 429:  # Flask-Limiter's RateLimitExceeded: its message, and when to come back
+        from app.ratelimits import retry_after
+
+        err = TooManyRequests(exc.description if getattr(exc, "limit", None) is not None else None)
+        err.retry_after = retry_after(exc)
     elif exc.code == 405:
         err = ChartboxError("This method is not allowed here.")
         err.status, err.code = 405, "method_not_allowed"
@@ -130,6 +136,47 @@ def from_http(exc: HTTPException) -> ChartboxError:
         err = ChartboxError(exc.description)
         err.status = exc.code or 500
     return err
+
+
+def too_many_files(limit: int) -> str:
+    """What a request with more files than UPLOAD_MAX_FILES_PER_REQUEST is told."""
+    return f"At most {limit} files can be uploaded at once."
+
+
+#: Where in Werkzeug's parsers each 413 is raised: (file name, function) -> which limit.
+_413_ORIGINS = {
+    ("multipart.py", "next_event"): "parts",  # MAX_FORM_PARTS
+    ("multipart.py", "receive_data"): "field",  # MAX_FORM_MEMORY_SIZE, within one chunk
+    ("formparser.py", "parse"): "field",  # MAX_FORM_MEMORY_SIZE, across chunks
+    ("wsgi.py", "get_input_stream"): "body",  # MAX_CONTENT_LENGTH, from Content-Length
+    ("wsgi.py", "on_exhausted"): "body",  # MAX_CONTENT_LENGTH, a chunked body read past it
+}
+
+
+def _too_large_message(exc: HTTPException) -> str:
+    """Say which limit a Werkzeug 413 hit; it raises one bare RequestEntityTooLarge for all.
+
+    Told apart by the frame that raised it (tests/test_413.py pins each one, so a Werkzeug
+    that moves them fails there), then by the request's declared length.
+    """
+    config = current_app.config
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    origin = None
+    if tb is not None:
+        code = tb.tb_frame.f_code
+        origin = _413_ORIGINS.get((os.path.basename(code.co_filename), code.co_name))
+    if origin == "parts":
+        return (f"{too_many_files(config['UPLOAD_MAX_FILES_PER_REQUEST'])} (A form may have at most "
+                f"{request.max_form_parts:,} parts.)")
+    if origin == "field":
+        return f"A form field is larger than the {request.max_form_memory_size:,}-byte limit for text fields."
+    body_limit = request.max_content_length
+    if body_limit is not None and (origin == "body" or (request.content_length or 0) > body_limit):
+        return (f"The request is larger than the {body_limit:,}-byte limit for one request "
+                f"(and each file has a {config['UPLOAD_MAX_BYTES']:,}-byte limit).")
+    return "The request is too large."
 
 
 #: SQLite's generic result code: a missing table or column, a syntax error — a bug, not an outage.

@@ -1,7 +1,7 @@
 """The app's Request class (bodies that can never escape as a 500), and content negotiation."""
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 from flask import Request, request
 
@@ -22,6 +22,19 @@ class ChartboxRequest(Request):
             if silent:
                 return None
             raise BadRequest("The JSON body is nested too deeply.") from None
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
+        stream = super()._get_file_stream(total_content_length, content_type, filename, content_length)
+        self.__dict__.setdefault("_part_streams", []).append(stream)
+        return stream
+
+    def close(self) -> None:
+        super().close()
+        # A parse cut short (a part, field or size limit; a client gone) never hands its
+        # spooled parts to request.files, so they are closed here rather than left to the GC.
+        for stream in self.__dict__.pop("_part_streams", ()):
+            stream.close()
 
 
 def wants_json() -> bool:

@@ -23,7 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "abuse")]
 
 from live import LiveApp, Probe  # noqa: E402
 
-#: name -> (server environment, settings, attack(live, seconds))
+#: attack(live, seconds): runs for about `seconds`, returns what it saw
 Attack = Callable[[LiveApp, float], object]
 
 
@@ -33,8 +33,60 @@ def slow_clients(live: LiveApp, seconds: float) -> object:
     return run_attack(live, seconds)
 
 
+def rendition_flood(live: LiveApp, seconds: float) -> object:
+    from test_rendition_flood import run_attack
+
+    return run_attack(live, seconds)
+
+
+def parser_flood(live: LiveApp, seconds: float) -> object:
+    """8 threads uploading a 100,000-page PDF and a 60-megapixel PNG, over and over."""
+    from builders import blank_pages_pdf, flat_png
+    from test_parser_flood import Attacker
+
+    files = {"pages.pdf": blank_pages_pdf(100_000), "pixels.png": flat_png(10_000, 6_001, "L")}
+    until = time.monotonic() + seconds
+    attackers = [Attacker(live, files, until, n) for n in range(8)]
+    for attacker in attackers:
+        attacker.start()
+    for attacker in attackers:
+        attacker.join(seconds + 60)
+    return attackers
+
+
+def upload_flood(live: LiveApp, seconds: float) -> object:
+    """8 threads uploading a small PNG with one patient token as fast as answers come."""
+    import threading
+
+    from builders import small_png
+    from conftest import multipart
+
+    body, ctype = multipart({"meta.category": "user_document"}, "flood.png", small_png())
+    headers = {"X-ApiToken": live.seed.patient_token, "Content-Type": ctype}
+    until = time.monotonic() + seconds
+    statuses: list[int] = []
+
+    def flood() -> None:
+        while time.monotonic() < until:
+            statuses.append(live.request("POST", "/api_v3/files", body, headers, timeout=30)[0])
+
+    threads = [threading.Thread(target=flood) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 60)
+    return statuses
+
+
+# name -> (server environment, app settings, attack). Parser and slow-client floods run with
+# the request rate limits off, as their tests do: they show what the other bounds hold alone.
 ATTACKS: dict[str, tuple[dict[str, str], dict, Attack]] = {
-    "100 slow clients (headers and bodies trickled)": ({}, {}, slow_clients),
+    "100 slow clients (headers and bodies trickled), rate limits off": (
+        {}, {"RATELIMIT_ENABLED": False}, slow_clients),
+    "rendition and preview flood (8 threads)": ({}, {}, rendition_flood),
+    "parser flood: 100,000-page PDFs and 60 MP PNGs (8 threads), rate limits off": (
+        {}, {"RATELIMIT_ENABLED": False}, parser_flood),
+    "upload flood, one patient token (8 threads)": ({}, {}, upload_flood),
 }
 
 

@@ -43,6 +43,8 @@ def base_config(tmp_path: Path) -> dict:
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'chartbox.db'}",
         "STORAGE_ROOT": str(tmp_path / "files"),
         "SERVER_NAME": "chartbox.test",
+        # Tests make many requests from one client; tests/test_ratelimits.py turns limits on.
+        "RATELIMIT_ENABLED": False,
     }
 
 

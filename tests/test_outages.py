@@ -38,7 +38,7 @@ def test_storage_outage_on_a_page_upload_is_the_503_page(make_page_client, make_
     assert resp.headers["Retry-After"] == "30"
 
 
-@pytest.mark.parametrize("config_overrides", [{"RATELIMIT_STORAGE_URL": "redis://127.0.0.1:1/0",
+@pytest.mark.parametrize("config_overrides", [{"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1/0",
                                                "LOGIN_ATTEMPTS": 1}])
 def test_sign_in_still_works_when_the_throttle_store_is_down(make_page_client, make_user, config_overrides):
     user = make_user(Role.PATIENT)

@@ -59,6 +59,16 @@ def pg_config(tmp_path, schema: str) -> dict:
                                           "connect_args": {"options": f"-csearch_path={schema}"}}}
 
 
+def empty_tables() -> None:
+    """In the app's context: empty every table of the schema (identities restarted) and close
+    the engine's connections, as an app on the shared migrated schema ends."""
+    db.session.remove()
+    tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    db.engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def pg_migrated(pg_schema, tmp_path_factory):
     """`flask db upgrade` (the real migrations) into the schema, once per module."""
@@ -79,11 +89,7 @@ def app(pg_migrated, tmp_path):
     app = create_app(pg_config(tmp_path, pg_migrated["schema"]), instance_path=str(tmp_path / "instance"))
     with app.app_context():
         yield app
-        db.session.remove()
-        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-        with db.engine.begin() as conn:
-            conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        db.engine.dispose()
+        empty_tables()
 
 
 def test_migrations_reach_head_without_drift(pg_migrated):

@@ -1,21 +1,27 @@
-"""Sign-in throttling with the Redis counter that several workers and hosts share.
+"""Rate limits and the sign-in throttle counted in Redis (RATELIMIT_STORAGE_URI=redis://…),
+shared by every worker and host: in-process apps, and two real gunicorn servers.
 
-Skips (or fails with CHARTBOX_REQUIRE_SERVICES=1) without a Redis server. Every key is unique
-to this run, and removed afterwards, so parallel runs never collide.
+Skips (or fails with CHARTBOX_REQUIRE_SERVICES=1) without a Redis server. Every key carries a
+prefix unique to this run (RATELIMIT_KEY_PREFIX) and is removed afterwards, so parallel runs
+never collide.
 """
 from __future__ import annotations
 
+import json
 import os
-import time
 import uuid
 
 import pytest
 from conftest import base_config, service_unavailable
+from limits.storage import RedisStorage
+from live import PASSWORD, LiveApp
 
 from app import create_app
 from app.errors import TooManyRequests
-from app.services import throttle
-from app.services.throttle import RedisCounter
+from app.extensions import LIMITER_KEY
+from app.ratelimits import STORE_KEY
+from app.services import accounts
+from app.services.audit import Origin
 
 pytestmark = pytest.mark.redis
 
@@ -35,87 +41,79 @@ def redis_url():
 
 
 @pytest.fixture
-def key(request, redis_url):
-    """A throttle key unique to this run and test; its Redis entry is deleted afterwards."""
-    name = throttle.login_key(f"user-{RUN}-{request.node.name}", "192.0.2.7")
+def prefix(request, redis_url):
+    """A key prefix unique to this run and test; its keys are deleted afterwards."""
+    import redis
+
+    name = f"chartbox-test-{RUN}-{request.node.name}"[:80]
     yield name
-    RedisCounter(redis_url).reset(name)
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"LIMITS:LIMITER/{name}/*"):
+        client.delete(key)
 
 
 @pytest.fixture
-def config_overrides(redis_url) -> dict:
-    return {"RATELIMIT_STORAGE_URL": redis_url, "LOGIN_ATTEMPTS": 3, "LOGIN_WINDOW": 60}
+def config_overrides(redis_url, prefix) -> dict:
+    return {"RATELIMIT_STORAGE_URI": redis_url, "RATELIMIT_KEY_PREFIX": prefix, "LOGIN_ATTEMPTS": 3,
+            "LOGIN_WINDOW": 60}
 
 
-def test_app_uses_the_redis_counter(app):
-    assert isinstance(app.extensions["chartbox_throttle"], RedisCounter)
+def sign_in(username: str, password: str = "wrong password", ip: str = "192.0.2.7"):
+    return accounts.sign_in(username, password, ip, Origin("web", ip))
 
 
-def test_n_failures_then_too_many_requests(app, key):
+def test_the_app_counts_in_redis(tmp_path, config_overrides):
+    app = create_app({**base_config(tmp_path), **config_overrides, "RATELIMIT_ENABLED": True},
+                     instance_path=str(tmp_path / "i"))
+    assert isinstance(app.extensions[STORE_KEY], RedisStorage)
+    assert isinstance(app.extensions[LIMITER_KEY].storage, RedisStorage)
+
+
+def test_n_failures_then_429_and_a_success_resets(app, make_user):
+    user = make_user()
     for _ in range(3):
-        throttle.check(key)
-        throttle.failed(key)
+        assert sign_in(user.username) is None
     with pytest.raises(TooManyRequests) as info:
-        throttle.check(key)
+        sign_in(user.username, PASSWORD)
     assert info.value.status == 429 and "Too many failed sign-in attempts" in info.value.message
+    assert sign_in(user.username, PASSWORD, ip="192.0.2.8") is not None  # its own key; clears the per-user count
 
 
-def test_success_resets(app, key):
-    for _ in range(3):
-        throttle.failed(key)
-    throttle.succeeded(key)
-    throttle.check(key)
-    assert app.extensions["chartbox_throttle"].count(key, 60) == 0
-
-
-def test_keys_are_independent(app, key):
-    for _ in range(3):
-        throttle.failed(key)
-    other = throttle.login_key(f"user-{RUN}-other", "192.0.2.7")
-    try:
-        throttle.check(other)
-    finally:
-        RedisCounter(URL).reset(other)
-
-
-@pytest.mark.parametrize("config_overrides", [{"LOGIN_ATTEMPTS": 2, "LOGIN_WINDOW": 1}])
-def test_window_expiry(app, key, config_overrides, redis_url):
-    app.config["RATELIMIT_STORAGE_URL"] = redis_url
-    app.extensions["chartbox_throttle"] = RedisCounter(redis_url)
-    throttle.failed(key)
-    throttle.failed(key)
+def test_two_app_instances_share_the_count(app, make_user, tmp_path, config_overrides):
+    user = make_user()
+    second = create_app({**base_config(tmp_path), **config_overrides}, instance_path=str(tmp_path / "second"))
+    sign_in(user.username)
+    with second.app_context():
+        assert accounts.sign_in(user.username, "wrong", "192.0.2.7") is None  # no such user there: counted
+    sign_in(user.username)
     with pytest.raises(TooManyRequests):
-        throttle.check(key)
-    time.sleep(1.2)
-    throttle.check(key)  # the old failures slid out of the window
+        sign_in(user.username)
 
 
-def test_two_app_instances_share_the_counter(app, key, tmp_path, config_overrides):
-    second = create_app({**base_config(tmp_path / "second"), **config_overrides},
-                        instance_path=str(tmp_path / "second-instance"))
-    throttle.failed(key)
-    with second.app_context():
-        throttle.failed(key)
-    throttle.failed(key)
-    with second.app_context(), pytest.raises(TooManyRequests):
-        throttle.check(key)
-    with second.app_context():
-        throttle.succeeded(key)
-    throttle.check(key)
-
-
-def test_simultaneous_failures_all_count(app, key, monkeypatch):
-    """Two workers failing in the same microsecond must not overwrite each other's hit."""
-    counter = app.extensions["chartbox_throttle"]
-    monkeypatch.setattr(time, "time", lambda: 1_900_000_000.0)
-    for _ in range(3):
-        counter.hit(key, 60)
-    assert counter.count(key, 60) == 3
-
-
-def test_entries_expire_in_redis(app, key, redis_url):
+def test_entries_expire_in_redis(app, make_user, redis_url, prefix):
     import redis
 
-    throttle.failed(key)
-    ttl = redis.Redis.from_url(redis_url).ttl(f"chartbox:throttle:{key}")
-    assert 0 < ttl <= 60
+    sign_in(make_user().username)
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"LIMITS:LIMITER/{prefix}/login/*"))
+    assert keys and all(0 < client.ttl(key) <= 60 for key in keys)
+
+
+def test_two_gunicorn_servers_share_every_count(tmp_path, redis_url, prefix):
+    """Two real servers, each with its own database and workers, one Redis: the per-address
+    write limit and the sign-in throttle (the same seeded username) are counted once."""
+    settings = {"RATELIMIT_STORAGE_URI": redis_url, "RATELIMIT_KEY_PREFIX": prefix,
+                "RATELIMIT_ADDRESS_WRITE": "6 per minute", "LOGIN_ATTEMPTS": 100, "LOGIN_USERNAME_ATTEMPTS": 3}
+    with LiveApp(tmp_path / "a", settings) as first, LiveApp(tmp_path / "b", settings) as second:
+        def login(live, password="wrong password"):
+            body = json.dumps({"username": live.seed.provider_username, "password": password}).encode()
+            return live.request("POST", "/tscharts/v1/login/", body, {"Content-Type": "application/json"})[0]
+
+        assert [login(first), login(second), login(first)] == [403, 403, 403]
+        assert login(second, PASSWORD) == 429  # the username's 3 attempts were used on both servers
+        # Writes from this address: 4 so far; 2 more on either server, then refused on both.
+        allowed = [first.request("POST", "/logout")[0], second.request("POST", "/logout")[0]]
+        assert 429 not in allowed
+        refused = [first.request("POST", "/logout"), second.request("POST", "/logout")]
+        assert [status for status, _, _ in refused] == [429, 429]
+        assert all(1 <= int(headers["retry-after"]) <= 60 for _, headers, _ in refused)

@@ -2,10 +2,11 @@
 
 A dialect's own tables live beside its routes (app/api/<vendor>/models.py).
 """
-from app.models.accounts import Account, ApiToken, LoginFailure, User
+from app.models.accounts import Account, ApiToken, User
 from app.models.audit import AuditChain, AuditEvent
 from app.models.enums import Action, Category, Channel, Role, TargetType
 from app.models.files import StoredFile
+from app.models.ratelimits import RateLimitCounter
 from app.models.sessions import EndReason, UserSession
 from app.models.visits import Visit
 
@@ -18,7 +19,7 @@ __all__ = [
     "Category",
     "Channel",
     "EndReason",
-    "LoginFailure",
+    "RateLimitCounter",
     "Role",
     "StoredFile",
     "TargetType",

@@ -223,15 +223,13 @@ def sign_in(username: str, password: str, ip: str | None, origin: Origin | None 
     Returns the active user, or None for bad credentials or an inactive user (one answer, so
     nobody learns which usernames exist).
     Raises:
-        TooManyRequests: too many failed attempts for this username and address.
+        TooManyRequests: too many attempts for this username (from this address or any) or
+            too many failing usernames from this address; the password is then not checked.
     """
-    key = throttle.login_key(username, ip)
-    throttle.check(key)
+    attempt = throttle.reserve(username, ip)  # counted before the check, so none races past
     user = authenticate(username, password)
-    if user is None:
-        throttle.failed(key)
-    else:
-        throttle.succeeded(key)
+    if user is not None:
+        throttle.succeeded(attempt)
     if origin is not None:
         audit.record(Action.SIGN_IN, origin, actor=user, outcome="ok" if user else "refused",
                      username=(username or "")[:150])

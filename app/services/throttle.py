@@ -1,160 +1,153 @@
-"""Sign-in throttling: at most N failed attempts per key in a sliding window.
+"""The sign-in throttle: password checks are reserved before they are made, so none races past.
 
-RATELIMIT_STORAGE_URL picks where failures are counted: `database://` (the default: the app's
-own database, so every worker and host sharing it shares the count), `redis://…` (a Redis
-shared by every worker), or `memory://` (this process only; each worker counts alone).
+Every password check on every door (pages, any API's sign-in) goes through `reserve` first,
+then the caller checks the password, then reports `succeeded`. A reservation is an atomic hit
+on the limits store the rate limits use (RATELIMIT_STORAGE_URI: the app's database, Redis or
+memory), in fixed windows:
+
+- LOGIN_ATTEMPTS per username and address within LOGIN_WINDOW seconds;
+- LOGIN_USERNAME_ATTEMPTS per username from any address (guessing spread over many addresses);
+- LOGIN_SPRAY_USERNAMES distinct usernames per address within LOGIN_SPRAY_WINDOW (password
+  spraying: one password tried on many usernames).
+
+A refused reservation raises TooManyRequests (429, Retry-After = the window's end) and the
+password is not checked at all. A success clears the username's counts and gives its spraying
+slot back, so only failing usernames count. Usernames are hashed into the keys.
+
+If the store is down, sign-in stays open (passwords are still checked) and the outage is logged
+at ERROR: locking every clinician out would be the worse failure.
 """
 from __future__ import annotations
 
-import threading
+import hashlib
+import math
 import time
-import uuid
-from collections import defaultdict, deque
+from dataclasses import dataclass, field
 
-from flask import Flask, current_app
-from sqlalchemy import Table, delete, func, insert, select
+from flask import current_app
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.errors import StorageError
+from limits.storage import Storage
+from limits.strategies import FixedWindowRateLimiter
 
 from app.errors import TooManyRequests
-from app.extensions import db
-from app.models import LoginFailure
 
-_FAILURES: Table = LoginFailure.__table__  # type: ignore[assignment]  # declared as a Table
-
-
-class MemoryCounter:
-    """Failures per key, kept in this process."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
-
-    def count(self, key: str, window: int) -> int:
-        with self._lock:
-            return len(self._prune(key, window))
-
-    def hit(self, key: str, window: int) -> None:
-        with self._lock:
-            self._prune(key, window).append(time.monotonic())
-
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._hits.pop(key, None)
-
-    def _prune(self, key: str, window: int) -> deque[float]:
-        hits = self._hits[key]
-        cutoff = time.monotonic() - window
-        while hits and hits[0] <= cutoff:
-            hits.popleft()
-        return hits
+TOO_MANY = "Too many failed sign-in attempts; wait a few minutes and try again."
+TOO_MANY_USERNAMES = "Too many failed sign-in attempts from your address; wait a few minutes and try again."
 
 
-class DatabaseCounter:
-    """Failures per key as rows of login_failures, on their own connection and transaction
-    (a sign-in attempt must count even when the request's own work is rolled back)."""
+@dataclass
+class Attempt:
+    """A reserved password check: the keys it counted in, to settle after the check."""
 
-    def count(self, key: str, window: int) -> int:
-        cutoff = time.time() - window
-        with db.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(_FAILURES).where(
-                _FAILURES.c.key == key, _FAILURES.c.at > cutoff)).scalar_one()
-
-    def hit(self, key: str, window: int) -> None:
-        now = time.time()
-        with db.engine.begin() as conn:
-            conn.execute(delete(_FAILURES).where(_FAILURES.c.at <= now - window))  # expired, any key
-            conn.execute(insert(_FAILURES).values(key=key[:300], at=now))
-
-    def reset(self, key: str) -> None:
-        with db.engine.begin() as conn:
-            conn.execute(delete(_FAILURES).where(_FAILURES.c.key == key))
+    user: str
+    address: str
+    spray_counted: bool = False
+    #: False when the store was down: nothing to settle.
+    guarded: bool = True
+    keys: list[tuple[RateLimitItem, tuple[str, ...]]] = field(default_factory=list)
 
 
-class RedisCounter:
-    """Failures per key in a Redis sorted set, shared by every worker."""
+def reserve(username: str | None, ip: str | None) -> Attempt:
+    """Count one password check for `username` from `ip`, or refuse it.
 
-    def __init__(self, url: str):
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-    def _key(self, key: str) -> str:
-        return f"chartbox:throttle:{key}"
-
-    def count(self, key: str, window: int) -> int:
-        now = time.time()
-        pipe = self._redis.pipeline()
-        pipe.zremrangebyscore(self._key(key), 0, now - window)
-        pipe.zcard(self._key(key))
-        return int(pipe.execute()[1])
-
-    def hit(self, key: str, window: int) -> None:
-        now = time.time()
-        pipe = self._redis.pipeline()
-        # A random member: two workers failing in the same microsecond must both count.
-        pipe.zadd(self._key(key), {f"{now:.6f}:{uuid.uuid4().hex}": now})
-        pipe.expire(self._key(key), window)
-        pipe.execute()
-
-    def reset(self, key: str) -> None:
-        self._redis.delete(self._key(key))
-
-
-def init_throttle(app: Flask) -> None:
-    url = app.config["RATELIMIT_STORAGE_URL"]
-    counter: RedisCounter | MemoryCounter | DatabaseCounter
-    if url.startswith(("redis://", "rediss://")):
-        counter = RedisCounter(url)
-    elif url.startswith("memory://"):
-        counter = MemoryCounter()
-    elif url.startswith("database://"):
-        counter = DatabaseCounter()
-    else:
-        raise RuntimeError(f"RATELIMIT_STORAGE_URL must be database://, redis://… or memory://, not {url!r}.")
-    app.extensions["chartbox_throttle"] = counter
-
-
-def _counter():
-    return current_app.extensions["chartbox_throttle"]
-
-
-def _shared_store_errors() -> tuple[type[Exception], ...]:
-    try:
-        import redis
-    except ImportError:
-        return ()
-    return (redis.RedisError,)
-
-
-def login_key(username: str, ip: str | None) -> str:
-    return f"login:{(username or '').lower()}:{ip or '-'}"
-
-
-def check(key: str) -> None:
-    """Raise TooManyRequests when `key` has used up its failed attempts.
-
-    If the shared counter (Redis) is down, sign-in stays open (passwords are still checked)
-    and the outage is logged: locking every clinician out would be the worse failure.
+    Raises:
+        TooManyRequests: a limit is used up (retry_after says for how long); check nothing.
     """
-    config = current_app.config
+    attempt = Attempt(user=_hash(username), address=ip or "-")
+    storage = _store()
     try:
-        count = _counter().count(key, config["LOGIN_WINDOW"])
-    except _shared_store_errors() as exc:
+        _reserve(attempt, storage)
+    except _errors(storage) as exc:
         current_app.logger.error("sign-in throttle unavailable, not throttling: %s", exc)
+        attempt.guarded = False
+    return attempt
+
+
+def succeeded(attempt: Attempt) -> None:
+    """The password was right: clear the username's counts and give back its spraying slot."""
+    if not attempt.guarded:
         return
-    if count >= config["LOGIN_ATTEMPTS"]:
-        raise TooManyRequests("Too many failed sign-in attempts; wait a few minutes and try again.")
-
-
-def failed(key: str) -> None:
-    _record(lambda counter: counter.hit(key, current_app.config["LOGIN_WINDOW"]))
-
-
-def succeeded(key: str) -> None:
-    _record(lambda counter: counter.reset(key))
-
-
-def _record(update) -> None:
+    storage = _store()
     try:
-        update(_counter())
-    except _shared_store_errors() as exc:
-        current_app.logger.error("sign-in throttle unavailable, attempt not recorded: %s", exc)
+        for item, identifiers in attempt.keys:
+            storage.clear(item.key_for(*identifiers))
+        spray = _spray_item()
+        if attempt.spray_counted and spray is not None:
+            # Only failing usernames count towards spraying: refund this one (the hit stays
+            # atomic; a refund never lets a check through that a hit refused).
+            storage.incr(spray.key_for(*_spray_ids(attempt)), spray.get_expiry(), amount=-1)
+    except _errors(storage) as exc:
+        current_app.logger.error("sign-in throttle unavailable, success not recorded: %s", exc)
+
+
+def _reserve(attempt: Attempt, storage: Storage) -> None:
+    config = current_app.config
+    limiter = FixedWindowRateLimiter(storage)
+    window = int(config["LOGIN_WINDOW"])
+    # Most specific first, stopping at the first refusal, so an address that is already
+    # refused does not run up the username's count from every address.
+    for setting, identifiers, message in (
+        ("LOGIN_ATTEMPTS", ("login", attempt.user, attempt.address), TOO_MANY),
+        ("LOGIN_USERNAME_ATTEMPTS", ("login-user", attempt.user), TOO_MANY),
+    ):
+        item = _item(config[setting], window)
+        if item is None:
+            continue
+        ids = (_prefix(), *identifiers)
+        if not limiter.hit(item, *ids):
+            _refuse(limiter, item, ids, message)
+        attempt.keys.append((item, ids))
+    spray = _spray_item()
+    if spray is None:
+        return
+    # A username counts once per window: a marker hit that succeeds means "first time here".
+    seen = RateLimitItemPerSecond(1, spray.get_expiry())
+    seen_ids = (_prefix(), "login-seen", attempt.address, attempt.user)
+    if not limiter.hit(seen, *seen_ids):
+        return
+    if not limiter.hit(spray, *_spray_ids(attempt)):
+        storage.clear(seen.key_for(*seen_ids))  # so the same username counts (and is refused) again
+        _refuse(limiter, spray, _spray_ids(attempt), TOO_MANY_USERNAMES)
+    attempt.spray_counted = True
+
+
+def _refuse(limiter: FixedWindowRateLimiter, item: RateLimitItem, ids: tuple[str, ...], message: str) -> None:
+    err = TooManyRequests(message)
+    reset = limiter.get_window_stats(item, *ids).reset_time
+    err.retry_after = max(1, math.ceil(reset - time.time()))
+    raise err
+
+
+def _item(amount, window: int) -> RateLimitItem | None:
+    amount = int(amount or 0)
+    return RateLimitItemPerSecond(amount, window) if amount > 0 and window > 0 else None
+
+
+def _spray_item() -> RateLimitItem | None:
+    config = current_app.config
+    return _item(config["LOGIN_SPRAY_USERNAMES"], int(config["LOGIN_SPRAY_WINDOW"]))
+
+
+def _spray_ids(attempt: Attempt) -> tuple[str, ...]:
+    return (_prefix(), "login-spray", attempt.address)
+
+
+def _prefix() -> str:
+    return str(current_app.config.get("RATELIMIT_KEY_PREFIX") or "chartbox")
+
+
+def _hash(username: str | None) -> str:
+    """Usernames are whatever a client sends: keys hold a digest of the one the lookup uses."""
+    return hashlib.sha256((username or "").strip().lower().encode()).hexdigest()[:24]
+
+
+def _store() -> Storage:
+    from app.ratelimits import store  # the wiring module builds the store with the app
+
+    return store()
+
+
+def _errors(storage: Storage) -> tuple[type[Exception], ...]:
+    base = storage.base_exceptions
+    return (StorageError, *(base if isinstance(base, tuple) else (base,)))

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import IO
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from app.errors import BadRequest, CannotReceive, InvalidUpload
+from app.errors import BadRequest, CannotReceive, InvalidUpload, TooLarge
 from app.extensions import db
 from app.models import Action, Category, Role, StoredFile, TargetType, User
 from app.models.base import utcnow
@@ -105,6 +105,7 @@ def store(actor: User, origin: Origin, stream: IO[bytes], filename: str | None,
     """
     target = target or Target.chart(actor)
     check_upload(actor, category, target)  # before the body is read
+    check_quota(actor, target, 1, lock=False)  # a full quota refuses before the body is read too
     received = receive(stream, filename, category, accept=accept, add_extension=add_extension)
     return record(actor, origin, received, category, target)
 
@@ -167,9 +168,15 @@ def record(actor: User, origin: Origin, received: Received, category: Category, 
     """Add the row and audit event of a received upload (flushed, not committed).
 
     Raises NotFound, Forbidden or BadRequest as check_upload (checked again: the target may
-    have been looked up anew since).
+    have been looked up anew since), TooLarge past a storage quota (check_quota; the
+    transaction is then rolled back, so the received bytes go too).
     """
     check_upload(actor, category, target)
+    try:
+        check_quota(actor, target, received.size)
+    except TooLarge:
+        transaction.abandon()  # the blob was written for this row; a door may go on to the next file
+        raise
     now = utcnow()
     found = received.found
     row = StoredFile(
@@ -187,6 +194,49 @@ def record(actor: User, origin: Origin, received: Received, category: Category, 
     db.session.flush()
     audit.record(Action.UPLOAD, origin, actor=actor, file=row, name=row.name, size=row.size)
     return row
+
+
+def check_quota(actor: User, target: Target, incoming: int, *, lock: bool = True) -> None:
+    """Refuse an upload of `incoming` bytes that would pass USER_QUOTA_BYTES (what a patient
+    uploaded) or CLINIC_QUOTA_BYTES (everything the clinic keeps).
+
+    Files in the trash count until they are purged: their bytes are still stored, and an
+    upload-delete loop must not fill the disk. With `lock`, the clinic's write lock is taken
+    first (accounts.lock_clinic, held until the transaction ends), so two concurrent uploads
+    cannot both fit in the last free bytes. Staff uploads count towards the clinic only.
+    Raises TooLarge with a message naming the quota.
+    """
+    config = current_app.config
+    user_quota = int(config.get("USER_QUOTA_BYTES") or 0) if actor.role == Role.PATIENT else 0
+    clinic_quota = int(config.get("CLINIC_QUOTA_BYTES") or 0)
+    if not user_quota and not clinic_quota:
+        return
+    if lock:
+        from app.services.accounts import lock_clinic  # accounts sits above uploads
+
+        lock_clinic(target.account_id)
+    kept = select(func.coalesce(func.sum(StoredFile.size), 0)).where(StoredFile.purged_at.is_(None))
+    if user_quota:
+        # A patient uploads into their own chart only, so patient_id's index finds their files.
+        used = db.session.scalar(kept.where(StoredFile.patient_id == actor.id, StoredFile.creator_id == actor.id))
+        if (used or 0) + incoming > user_quota:
+            raise TooLarge(f"This upload would take your files past your {human_bytes(user_quota)} storage "
+                           "quota (deleted files count until they are removed for good, "
+                           f"{config['TRASH_RETENTION_DAYS']} days after); ask the clinic to make room.")
+    if clinic_quota:
+        used = db.session.scalar(kept.where(StoredFile.account_id == target.account_id))
+        if (used or 0) + incoming > clinic_quota:
+            raise TooLarge(f"This upload would take the clinic's files past its {human_bytes(clinic_quota)} "
+                           "storage quota; ask the clinic's administrator to make room.")
+
+
+def human_bytes(n: int) -> str:
+    """2147483648 -> "2 GB" (binary units, as people read their disks)."""
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n:,} bytes"
 
 
 def _retire_avatars(actor: User, origin: Origin, user: User, now: datetime) -> None:

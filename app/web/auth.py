@@ -32,13 +32,13 @@ def login():
         form.next.data = safe_next(request.args.get("next")) or ""
         if current_user.is_authenticated:
             return redirect(safe_next(form.next.data) or home_url())
-    status, error = 200, None
+    status, error, headers = 200, None, {}
     if form.validate_on_submit():
         try:
             opened = accounts.open_session(form.username.data.strip(), form.password.data, g.origin,
                                            replacing=session.get(SESSION_KEY))
         except TooManyRequests as exc:
-            status, error = 429, exc.message
+            status, error, headers = 429, exc.message, {"Retry-After": str(exc.retry_after)}
         else:
             if opened is None:
                 status, error = 401, BAD_CREDENTIALS
@@ -54,7 +54,7 @@ def login():
     elif request.method == "POST":
         status = 400
     form.password.data = ""
-    return render_template("login.html", form=form, error=error), status
+    return render_template("login.html", form=form, error=error), status, headers
 
 
 @bp.post("/logout")

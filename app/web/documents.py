@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, flash, g, jsonify, redirect, render_te
 from flask_login import current_user, login_required
 
 from app.api import params
-from app.errors import BadRequest, InvalidUpload, TooLarge
+from app.errors import BadRequest, InvalidUpload, TooLarge, too_many_files
 from app.http import wants_json
 from app.models import Action, Category, TargetType
 from app.services import audit, files
@@ -78,6 +78,9 @@ def upload():
     category = files.parse_category(form.category.data)
     target = files.resolve_target(current_user, *params.target(form.target_type.data, form.target_id.data))
     chosen = [f for f in request.files.getlist(form.files.name) if f and f.filename]
+    most = current_app.config["UPLOAD_MAX_FILES_PER_REQUEST"]
+    if len(chosen) > most:  # (far more never get this far: MAX_FORM_PARTS stops the parser)
+        raise TooLarge(too_many_files(most))
     if not chosen:
         if json_wanted:
             raise BadRequest("Choose at least one file to upload.")
