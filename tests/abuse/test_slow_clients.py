@@ -18,7 +18,7 @@ from conftest import multipart
 from live import LiveApp, Probe
 
 ATTACKERS = 100
-ATTACK_SECONDS = 30.0
+ATTACK_SECONDS = 24.0
 PROBE_P95 = 1.5  # seconds: loose, for a shared 2-core CI machine (idle, the probe takes ~20 ms)
 # Short timeouts so the test sees the attackers cut off within its budget; the defaults
 # (README, SECURITY.md) are the same mechanism with longer clocks.
@@ -126,9 +126,9 @@ def test_a_hundred_trickling_connections_do_not_slow_anyone_and_are_cut_off(tmp_
 
 
 def test_a_slow_but_steady_phone_upload_still_succeeds(tmp_path):
-    """25 MB at 100 KB/s would take 4 minutes; the same rate over ~1.2 MB proves the point (the
+    """25 MB at 100 KB/s would take 4 minutes; the same rate over ~0.65 MB proves the point (the
     checks are on rate and gaps, not on total time) and a pause of 8 s mid-way is tolerated."""
-    data = b"".join(b"%d,%d,reading\n" % (n, n * 31 % 997) for n in range(90_000))  # ~1.2 MB of CSV
+    data = b"".join(b"%d,%d,reading\n" % (n, n * 31 % 997) for n in range(50_000))  # ~0.65 MB of CSV
     with LiveApp(tmp_path, env=SERVER_ENV, workers=1) as live:
         body, ctype = multipart({"meta.target.id": str(live.seed.patient_id)}, "readings.csv", data)
         conn = live.connection(timeout=60)
