@@ -63,19 +63,6 @@ def gate(name: str, slots: int, wait: float) -> Iterator[None]:
         semaphore.release()
 
 
-def _large_allocations_mapped() -> None:
-    """In the child: serve every large allocation (an image's pixels, a parser's buffers) from
-    a new mapping, which RLIMIT_AS counts. Without this, glibc's malloc — whose mmap threshold
-    has grown after the parent freed big blocks — reuses heap the parent already holds, and a
-    decode could use that much more than `memory` (seen in a long test run)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD; fixed, no longer dynamic
-    except (OSError, AttributeError):  # not glibc: the budget is looser, still a bound
-        pass
-
-
 def _vm_bytes() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -106,7 +93,6 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float, memory: int
         code = 0
         try:
             os.close(read_fd)
-            _large_allocations_mapped()
             limit = _vm_bytes() + memory
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             try:
