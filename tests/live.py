@@ -72,6 +72,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (gunicorn's workers), read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 def _env_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -170,19 +185,9 @@ class LiveApp:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def worker_pids(self) -> list[int]:
-        """gunicorn's workers: the master's children (read from /proc)."""
+        """gunicorn's workers: the master's children."""
         assert self.master is not None
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.master.pid and fields[0] != "Z":
-                found.append(int(entry.name))
-        return found
+        return children(self.master.pid)
 
     @staticmethod
     def rss(pid: int) -> int:

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from conftest import multipart, sample, stop_process_group
 from gunicorn.config import Config
+from live import free_port
 
 from app.access_log import (
     MASK,
@@ -299,12 +300,6 @@ FORMAT = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
           ' q=%(q)s U=%(U)s auth=%({authorization}i)s apitoken=%({x-apitoken}i)s cookie=%({cookie}i)s'
           ' referer=%({referer}i)s raw=%({raw_uri}e)s qs=%({query_string}e)s eauth=%({http_authorization}e)s'
           ' etoken=%({http_x_apitoken}e)s ecookie=%({http_cookie}e)s')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 

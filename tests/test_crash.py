@@ -15,7 +15,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import multipart, sample, stop_process_group
+from live import children, free_port
 from sqlalchemy import select
 
 from app.extensions import db
@@ -43,28 +43,6 @@ app = create_app(instance_path=os.environ["CHARTBOX_INSTANCE"])
 
 pytestmark = pytest.mark.skipif(not GUNICORN.exists() or not Path("/proc").is_dir(),
                                 reason="needs gunicorn in the venv and /proc")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (gunicorn's workers), read from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, …
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def big_png() -> bytes:
