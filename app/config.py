@@ -131,6 +131,10 @@ def load_config(app: Flask, test_config: dict | None) -> None:
         )
     if not app.config.get("STORAGE_ROOT"):
         app.config["STORAGE_ROOT"] = os.path.join(app.instance_path, "files")
+    if (app.config["SQLALCHEMY_ENGINE_OPTIONS"] is Defaults.SQLALCHEMY_ENGINE_OPTIONS
+            and str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite")):
+        # A local file never drops a connection: the ping would be one more statement per request.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {}
     check_config(app)
     _session_cookie_settings(app)
 

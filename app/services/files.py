@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, and_, or_, select, update
+from sqlalchemy.orm import lazyload
 
 from app.errors import BadRequest, Conflict, DamagedFile, Forbidden, NotFound
 from app.extensions import db
@@ -114,9 +115,8 @@ def _audit_listing(actor: User, origin: Origin | None, target: Target, count: in
     """Every listing is accounted for: whose chart, how many files (and links) it showed."""
     if origin is None:
         return
-    audit.record(Action.LIST, origin, actor=actor, account_id=target.account_id, patient_id=target.patient_id,
-                 files=count, visit=target.visit.public_id if target.visit else None, **detail)
-    transaction.commit()
+    audit.record_read(Action.LIST, origin, actor=actor, account_id=target.account_id, patient_id=target.patient_id,
+                      files=count, visit=target.visit.public_id if target.visit else None, **detail)
 
 
 def list_all_files(actor: User, target: Target, category: Category | None = None,
@@ -217,13 +217,16 @@ def get_file(actor: User, file_id: str | int, action: Action = Action.VIEW, *,
     return row
 
 
-def find_file(file_id: str | int) -> StoredFile | None:
-    """Any file row (deleted ones too) by public UUID or integer id; no access check."""
+def find_file(file_id: str | int, *, related: bool = True) -> StoredFile | None:
+    """Any file row (deleted ones too) by public UUID or integer id; no access check.
+    `related=False` reads the row alone (its clinic and creator load when touched): what a
+    download needs, a quarter of the cost."""
     if isinstance(file_id, int):
         return _row(StoredFile, file_id)
     if not isinstance(file_id, str) or len(file_id) != 36:
         return None
-    return db.session.scalar(select(StoredFile).where(StoredFile.public_id == file_id.lower()))
+    query = select(StoredFile).where(StoredFile.public_id == file_id.lower())
+    return db.session.scalar(query if related else query.options(lazyload("*")))
 
 
 def _for_change(actor: User, file_id: str | int, action: Action, *, visit: Visit | None = None,
@@ -373,8 +376,7 @@ def read_content(actor: User, origin: Origin, file_id: str | int) -> tuple[Store
         raise missing_blob(row) from None
     if len(data) != row.size or hashlib.sha256(data).hexdigest() != row.sha256:
         raise damaged(row, origin, "sha256 mismatch on read", actor)
-    audit.record(Action.VIEW, origin, actor=actor, file=row)
-    transaction.commit()
+    audit.record_read(Action.VIEW, origin, actor=actor, file=row)
     return row, data
 
 

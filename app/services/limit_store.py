@@ -8,14 +8,17 @@ STORAGE_SCHEME (its registry is filled when this module is imported).
 Each key is one row of rate_limits (count, and the unix time its window ends). An increment is
 one atomic `INSERT … ON CONFLICT DO UPDATE … RETURNING` (SQLite 3.35+, PostgreSQL) in a short
 transaction of its own on its own connection, never the request's session: a refused or
-rolled-back request still counts. Expired rows are swept out now and then by whoever
-increments. Fixed windows and sliding-window counters are supported; the moving window (one row
-per hit) is not — use redis:// or memory:// for it.
+rolled-back request still counts. Concurrent increments of one process share that transaction
+(group_commit.py): one commit for many requests, each still answered with its own count.
+Expired rows are swept out now and then by whoever increments. Fixed windows and sliding-window
+counters are supported; the moving window (one row per hit) is not — use redis:// or memory://
+for it.
 """
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import floor
 from typing import Any
@@ -42,6 +45,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.models.ratelimits import KEY_LENGTH, RateLimitCounter
+from app.services.group_commit import GroupCommit
 
 _COUNTERS: Table = RateLimitCounter.__table__  # type: ignore[assignment]  # declared as a Table
 
@@ -67,6 +71,7 @@ class DatabaseStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWi
         self.prune_every = float(prune_every)
         self._last_prune = 0.0
         self._statements = _statements(engine.dialect.name)
+        self._adds: GroupCommit[tuple[str, int, int]] = GroupCommit(engine.begin, self._add_batch)
         super().__init__(uri, wrap_exceptions=wrap_exceptions)
 
     @property
@@ -77,11 +82,14 @@ class DatabaseStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWi
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Add `amount` to `key`'s count (a new window of `expiry` seconds if it had none), atomically."""
+        return int(self._adds.run((_key(key), expiry, amount)))
+
+    def _add_batch(self, conn: Connection, items: Sequence[tuple[str, int, int]]) -> list[int]:
+        """The increments of concurrent requests, in one transaction (group_commit.py)."""
         now = time.time()
-        with self.engine.begin() as conn:
-            count = self._add(conn, _key(key), expiry, amount, now)
-            self._maybe_prune(conn, now)
-        return count
+        counts = [self._add(conn, key, expiry, amount, now) for key, expiry, amount in items]
+        self._maybe_prune(conn, now)
+        return counts
 
     def get(self, key: str) -> int:
         with self.engine.connect() as conn:

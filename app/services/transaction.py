@@ -22,7 +22,7 @@ from app.errors import Conflict
 from app.extensions import db
 
 _BLOBS = "chartbox_uncommitted_blobs"
-_WROTE = "chartbox_wrote"  # set once the current transaction has flushed a change
+WROTE = "chartbox_wrote"  # set once the current transaction has flushed a change
 log = logging.getLogger(__name__)
 
 
@@ -94,16 +94,22 @@ def release_idle_connection() -> None:
     throw the writes away.
     """
     session = db.session()
-    if not session.in_transaction() or session.info.get(_WROTE) or session.new or session.dirty or session.deleted:
+    if not session.in_transaction() or session.info.get(WROTE) or session.new or session.dirty or session.deleted:
         return
     loaded = list(session.identity_map.values())
     session.close()
     session.add_all(loaded)
 
 
+def mark_written() -> None:
+    """Note that the current transaction wrote (Core statements do not flush), so
+    release_idle_connection leaves it open."""
+    db.session.info[WROTE] = True
+
+
 @event.listens_for(Session, "after_flush")
 def _flushed(session: Session, _context: object) -> None:
-    session.info[_WROTE] = True
+    session.info[WROTE] = True
 
 
 @event.listens_for(Session, "after_commit")
@@ -115,7 +121,7 @@ def _committed(session: Session) -> None:
 def _ended(session: Session, transaction: SessionTransaction) -> None:
     # after_commit has already run for a committed transaction; what is left never committed.
     if transaction.parent is None:
-        session.info.pop(_WROTE, None)
+        session.info.pop(WROTE, None)
         _drop_blobs(session)
 
 

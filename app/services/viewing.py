@@ -29,11 +29,12 @@ from typing import Any, BinaryIO, cast
 
 from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import lazyload
 
 from app.errors import BadRequest, DamagedFile, Forbidden, NotFound
 from app.extensions import db
 from app.models import Action, StoredFile, User
-from app.services import access, audit, renditions, signing, transaction
+from app.services import access, audit, renditions, signing
 from app.services.audit import Origin
 from app.services.files import damaged, download_name, find_file, missing_blob
 from app.services.images import parse_page, parse_size
@@ -86,7 +87,7 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
         raise
     box = parse_size(size)
     page = parse_page(preview)
-    row = find_file(file_id)
+    row = find_file(file_id, related=False)
     viewer = _link_viewer(by, stamp)
     if row is None or row.is_deleted or viewer is None or not access.can(viewer, row, Action.VIEW):
         raise NotFound("No such file.")
@@ -96,7 +97,7 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
 def _link_viewer(by: str | None, stamp: str | None) -> User | None:
     """The user a verified link was minted for, if they still may use it."""
     user_id = int(by) if by and by.isascii() and by.isdigit() and len(by) <= 10 else None
-    user = db.session.get(User, user_id) if user_id is not None else None
+    user = db.session.get(User, user_id, options=[lazyload("*")]) if user_id is not None else None
     if user is None or not user.active:
         return None
     changed = user.credentials_changed_at
@@ -128,8 +129,7 @@ def open_file(row: StoredFile, origin: Origin, box: tuple[int, int] | None = Non
     detail: dict[str, Any] = {"size": size}
     if page and row.is_pdf:
         detail["preview"] = page
-    audit.record(Action.VIEW, origin, actor=viewer, file=row, **detail)
-    transaction.commit()
+    audit.record_read(Action.VIEW, origin, actor=viewer, file=row, **detail)
     return download
 
 

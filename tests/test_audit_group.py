@@ -1,0 +1,140 @@
+"""Reads are audited in group commits: concurrent views share one transaction, every one of
+them is in the sealed chain before its answer goes out, and a commit that fails fails every
+request whose event it held (none answers as if it were recorded)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event, func, select
+
+from app.extensions import db
+from app.models import Action, AuditEvent, Channel, Role
+from app.services import audit
+from app.services.audit import Origin
+
+
+def view_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "view"))
+
+
+def commits_counter(engine):
+    counted = {"n": 0}
+
+    def on_commit(_conn):
+        counted["n"] += 1
+
+    event.listen(engine, "commit", on_commit)
+    return counted, lambda: event.remove(engine, "commit", on_commit)
+
+
+def test_concurrent_link_views_are_all_in_the_chain_in_fewer_commits(app, client, make_user, make_file):
+    patient = make_user(Role.PATIENT)
+    row = make_file(patient, "photo.jpg")
+    from app.urls import view_url
+
+    with app.test_request_context():
+        link = view_url(row, patient).replace("http://chartbox.test", "")
+    before = view_count()
+    counted, stop = commits_counter(db.engine)
+    statuses: list[int] = []
+
+    def viewer():
+        own = app.test_client()
+        for _ in range(15):
+            resp = own.get(link)
+            statuses.append(resp.status_code)
+            resp.close()
+
+    threads = [threading.Thread(target=viewer) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stop()
+    assert statuses == [200] * 180
+    db.session.expire_all()
+    assert view_count() - before == 180  # one event per answered view
+    verified = audit.verify()
+    assert verified.ok, verified.problem
+    assert counted["n"] <= 180  # never more than one commit per view (fewer once they overlap)
+
+
+def test_events_waiting_while_a_batch_commits_go_in_the_next_one_together(app, make_user, make_file):
+    patient = make_user(Role.PATIENT)
+    row = make_file(patient)
+    group = audit._group(app)
+    errors: list[BaseException] = []
+
+    def read():
+        with app.app_context():
+            try:
+                audit.record_read(Action.VIEW, Origin(Channel.LINK, "127.0.0.1"), actor=patient, file=row)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    counted, stop = commits_counter(db.engine)
+    with group.writing:  # a batch is committing: the next five arrive meanwhile
+        threads = [threading.Thread(target=read) for _ in range(5)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(group.pending) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(group.pending) == 5
+    for t in threads:
+        t.join(10)
+    stop()
+    assert not errors
+    assert counted["n"] == 1  # the five share one transaction
+    db.session.expire_all()
+    seqs = sorted(db.session.scalars(select(AuditEvent.seq).where(AuditEvent.action == "view")))
+    assert len(seqs) == 5 and seqs == list(range(seqs[0], seqs[0] + 5))
+    assert audit.verify().ok
+
+
+def test_a_failed_group_commit_fails_every_read_in_it_and_writes_none(app, make_user, make_file):
+    patient = make_user(Role.PATIENT)
+    row = make_file(patient)
+    group = audit._group(app)
+    with db.engine.begin() as conn:  # the database refuses audit rows from now on
+        conn.execute(sa.text("CREATE TRIGGER refuse BEFORE INSERT ON audit_events "
+                             "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END"))
+    before = view_count()
+    errors: list[BaseException] = []
+
+    def read():
+        with app.app_context():
+            try:
+                audit.record_read(Action.VIEW, Origin(Channel.LINK, "127.0.0.1"), actor=patient, file=row)
+            except Exception as exc:  # noqa: BLE001 - what each reader saw
+                errors.append(exc)
+
+    with group.writing:
+        threads = [threading.Thread(target=read) for _ in range(3)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(group.pending) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for t in threads:
+        t.join(10)
+    assert len(errors) == 3 and all(isinstance(e, sa.exc.SQLAlchemyError) for e in errors)
+    db.session.expire_all()
+    assert view_count() == before
+    assert audit.verify().ok
+
+
+@pytest.mark.parametrize("wrote", [True, False])
+def test_a_read_in_a_request_that_wrote_commits_with_its_change(app, make_user, make_file, wrote):
+    patient = make_user(Role.PATIENT)
+    row = make_file(patient)
+    if wrote:
+        row.name = "renamed.pdf"  # pending in the session: the event must commit with it
+    audit.record_read(Action.VIEW, Origin(Channel.WEB, "127.0.0.1"), actor=patient, file=row)
+    db.session.rollback()  # nothing left to commit either way
+    db.session.expire_all()
+    assert view_count() == 1
+    assert (db.session.get(type(row), row.id).name == "renamed.pdf") is wrote
