@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
 
-.PHONY: run test lint install install-test chromium migrate demo bench clean
+.PHONY: run test lint install install-test chromium nginx migrate demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,15 @@ chromium:
 		|| echo "Chromium could not be installed: browser tests will be skipped."; \
 	else echo "Chromium is not installed (run: sudo apt-get install chromium): browser tests will be skipped."; fi
 
-test: install-test chromium
+# tests/test_nginx.py runs Debian's nginx in front of gunicorn; without it (and without root) it skips.
+nginx:
+	@if [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null) \
+		|| echo "nginx could not be installed: the nginx tests will be skipped."; \
+	else echo "nginx is not installed (run: sudo apt-get install nginx-light): the nginx tests will be skipped."; fi
+
+test: install-test chromium nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Each script prints a Markdown table (BENCHMARKS.md); abuse.py runs real gunicorn servers.

@@ -44,10 +44,38 @@ included; they are masked all the same.
 
 Proxies
 -------
-`forwarded_allow_ips` is left at gunicorn's default (127.0.0.1 and ::1, or the
-FORWARDED_ALLOW_IPS environment variable): gunicorn believes X-Forwarded-Proto from those
-addresses only. Which X-Forwarded-For/-Proto/-Host the app itself believes is decided by the
-app's TRUSTED_PROXIES setting (werkzeug's ProxyFix, see README "Configuration"), not here.
+Which X-Forwarded-For/-Proto/-Host the app believes is decided by the app's TRUSTED_PROXIES
+setting (werkzeug's ProxyFix, see README "Configuration"). gunicorn has its own trust list,
+`forwarded_allow_ips`: the peers whose X-Forwarded-Proto (and X-Forwarded-Ssl, …) set the
+request's scheme, which then shows in every link built without PUBLIC_URL. It follows
+TRUSTED_PROXIES so the two never disagree: nobody while FLASK_TRUSTED_PROXIES is unset or 0
+(gunicorn's own default would let any local process claim https), 127.0.0.1 and ::1 (a proxy
+on this host, deploy/nginx.conf) when it is 1 or more. FORWARDED_ALLOW_IPS, gunicorn's own
+environment variable, replaces that list when set: comma-separated addresses or networks of
+the balancers (`10.0.0.0/24`), or `*` when only they can reach the port. Set TRUSTED_PROXIES
+in the environment (not only in instance/config.py) for this file to see it; ProxyFix sets
+the scheme from a trusted proxy itself in any case, so leaving gunicorn's list empty loses
+nothing.
+
+Restarts
+--------
+`kill -HUP <master>` reloads gracefully: the master re-reads this file, forks new workers
+(which import the app's code afresh: nothing is preloaded) and tells the old ones to stop;
+each old worker finishes the requests it has within `graceful_timeout`. The listening socket
+stays open throughout, so no connection is refused, but a new one waits in its queue until a
+new worker has imported the app (seconds; up to 7 s on a loaded 2-CPU test runner, see
+tests/test_multihost.py). `kill -TERM` stops gracefully the same way (INT or QUIT stop at
+once). A request still running after `graceful_timeout` is cut; behind nginx, which buffers
+whole bodies before passing them on, 30 s is ample. Several hosts restart one at a time,
+each drained from the balancer first, so nobody waits (README "Deployment").
+
+MAX_REQUESTS (default 0: off) recycles a worker after that many requests, gracefully as on a
+reload, with MAX_REQUESTS_JITTER (default a tenth of it) added at random so the workers do not
+all restart together. Off by default because nothing here grows with use: every decoder and
+renderer runs in a forked child that exits (README "Sizing the decoders"), and each recycle
+drops the worker's warm connections and caches (and with WORKERS=1, the host pauses while the
+replacement imports the app). Turn it on if a worker's memory is seen to creep (e.g.
+MAX_REQUESTS=20000).
 """
 import os
 
@@ -61,6 +89,20 @@ workers = int(os.environ.get("WORKERS") or 2)
 threads = int(os.environ.get("THREADS") or 128)
 timeout = 60  # seconds a worker as a whole may stop reporting before the master replaces it
 graceful_timeout = 30  # seconds a worker has to finish its requests on stop or reload
+max_requests = int(os.environ.get("MAX_REQUESTS") or 0)  # 0: workers are never recycled
+max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER") or max_requests // 10)
+
+
+def _forwarded_allow_ips() -> str:
+    """gunicorn's trust list for X-Forwarded-Proto: FORWARDED_ALLOW_IPS, else as TRUSTED_PROXIES."""
+    given = os.environ.get("FORWARDED_ALLOW_IPS")
+    if given is not None:
+        return given
+    hops = (os.environ.get("FLASK_TRUSTED_PROXIES") or "0").strip()
+    return "127.0.0.1,::1" if hops.isdigit() and int(hops) > 0 else ""
+
+
+forwarded_allow_ips = _forwarded_allow_ips()
 
 accesslog = "-"  # stdout, in gunicorn's default (combined) format
 errorlog = "-"  # stderr

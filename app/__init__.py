@@ -60,6 +60,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
 
     register_api(app)
     register_web(app)
+    from app.web.health import register_health
+
+    register_health(app)  # /healthz, /readyz: outside CSRF and the rate limits
 
     from app.errors import register_error_handlers
 

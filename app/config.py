@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 
 from flask import Flask
@@ -21,6 +22,14 @@ class Defaults:
     S3_ENDPOINT_URL: str | None = None
     S3_REGION: str | None = None
     S3_PREFIX = ""
+    # How an original file's bytes leave (app/services/delivery.py; renditions always stream):
+    # "stream" (this process sends them), "x-accel" (nginx sends them from STORAGE_ROOT after
+    # the app's checks; filesystem only) or "presigned" (the client fetches them from S3 with
+    # a short-lived URL; s3 only).
+    DOWNLOADS = "stream"
+    X_ACCEL_PREFIX = "/_chartbox_blobs/"  # nginx's internal location aliasing STORAGE_ROOT (x-accel)
+    OFFLOAD_VERIFIED_FOR = 3600  # s a large blob this process hashed (same inode, size, mtime) is not re-hashed
+    PRESIGNED_TTL = 60  # s a presigned GET works: the browser follows the redirect at once
     UPLOAD_MAX_BYTES = 25 * MIB  # 26,214,400 bytes, the largest accepted file
     # Multipart overhead on top of the file; Werkzeug answers 413 past this before reading on.
     MAX_CONTENT_LENGTH = 25 * MIB + MIB
@@ -164,9 +173,32 @@ def check_config(app: Flask) -> None:
         raise RuntimeError(f"STORAGE_BACKEND must be 'filesystem' or 's3', not {backend!r}.")
     if backend == "s3" and not app.config.get("S3_BUCKET"):
         raise RuntimeError("STORAGE_BACKEND is 's3' but S3_BUCKET is not set.")
+    _check_downloads(app.config, backend)
     for name in ("SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS"):
         value = app.config[name]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise RuntimeError(f"{name} must be a positive number, not {value!r}.")
     if app.config["UPLOAD_MAX_BYTES"] > app.config["MAX_CONTENT_LENGTH"]:
         app.config["MAX_CONTENT_LENGTH"] = app.config["UPLOAD_MAX_BYTES"] + MIB
+
+
+_X_ACCEL_PREFIX = re.compile(r"^/[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*/$")
+
+
+def _check_downloads(config, backend: str) -> None:
+    """DOWNLOADS must name a way the configured storage can send bytes (delivery.py)."""
+    downloads = config["DOWNLOADS"]
+    needs = {"stream": None, "x-accel": "filesystem", "presigned": "s3"}
+    if downloads not in needs:
+        raise RuntimeError(f"DOWNLOADS must be 'stream', 'x-accel' or 'presigned', not {downloads!r}.")
+    if needs[downloads] not in (None, backend):
+        raise RuntimeError(f"DOWNLOADS={downloads!r} needs STORAGE_BACKEND={needs[downloads]!r}, "
+                           f"not {backend!r} (x-accel: nginx reads STORAGE_ROOT; presigned: S3 sends).")
+    # It goes into a response header and must match an nginx location exactly.
+    if not isinstance(config["X_ACCEL_PREFIX"], str) or not _X_ACCEL_PREFIX.match(config["X_ACCEL_PREFIX"]):
+        raise RuntimeError(f"X_ACCEL_PREFIX must look like '/_chartbox_blobs/', not {config['X_ACCEL_PREFIX']!r}.")
+    for name, low, high in (("PRESIGNED_TTL", 1, 7 * 24 * 3600), ("OFFLOAD_VERIFIED_FOR", 0, None)):
+        value = config[name]  # S3 signs for at most 7 days
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+            raise RuntimeError(f"{name} must be a whole number of seconds from {low}"
+                               f"{f' to {high}' if high else ''}, not {value!r}.")

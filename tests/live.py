@@ -99,11 +99,17 @@ class LiveApp:
             operator would set them.
         workers: gunicorn workers (the WORKERS variable `make run` passes).
         env: further environment for gunicorn (e.g. THREADS).
+        seed: another LiveApp's `seed`, for a second host on the same database and storage
+            (settings SQLALCHEMY_DATABASE_URI, STORAGE_BACKEND … and SECRET_KEY override the
+            tmp folder's SQLite, files and random secret): nothing is migrated or seeded, and
+            `self.seed` is that one.
     """
 
     def __init__(self, tmp_path: Path, settings: dict[str, Any] | None = None, workers: int = 2,
-                 env: dict[str, str] | None = None, start_timeout: float = 30.0):
+                 env: dict[str, str] | None = None, start_timeout: float = 30.0,
+                 seed: SimpleNamespace | None = None):
         self.tmp = Path(tmp_path)
+        self.tmp.mkdir(parents=True, exist_ok=True)  # its log lives here, whatever the storage
         self.port = free_port()
         self.host = "127.0.0.1"
         self.start_timeout = start_timeout
@@ -118,7 +124,8 @@ class LiveApp:
         self.app_env = base
         self.env = {**base, **(env or {}), "HOST": self.host, "PORT": str(self.port), "WORKERS": str(workers)}
         self.master: subprocess.Popen | None = None
-        self.seed = SimpleNamespace()
+        self.reused_seed = seed
+        self.seed = seed or SimpleNamespace()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -134,11 +141,12 @@ class LiveApp:
         self.stop()
 
     def start(self) -> LiveApp:
-        seeded = subprocess.run([sys.executable, "-c", SEED, PASSWORD, str(ROOT / "tests" / "data" / "letter.pdf")],
-                                cwd=ROOT, env=self.app_env, capture_output=True, text=True, timeout=60)
-        if seeded.returncode != 0:
-            raise RuntimeError(f"seeding failed:\n{seeded.stderr[-3000:]}")
-        self.seed = SimpleNamespace(**json.loads(seeded.stdout.strip().splitlines()[-1]))
+        if self.reused_seed is None:  # a second host reuses the first one's database and seed
+            seeded = subprocess.run([sys.executable, "-c", SEED, PASSWORD, str(ROOT / "tests" / "data" / "letter.pdf")],
+                                    cwd=ROOT, env=self.app_env, capture_output=True, text=True, timeout=60)
+            if seeded.returncode != 0:
+                raise RuntimeError(f"seeding failed:\n{seeded.stderr[-3000:]}")
+            self.seed = SimpleNamespace(**json.loads(seeded.stdout.strip().splitlines()[-1]))
         with open(self.log_path, "wb") as out:
             self.master = subprocess.Popen(
                 [str(GUNICORN), "-c", "gunicorn.conf.py", "--no-control-socket", "wsgi:app"],

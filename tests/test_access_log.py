@@ -258,7 +258,7 @@ def test_other_loggers_are_left_alone(gunicorn_logger, caplog):
     ({"HOST": "", "PORT": "", "WORKERS": "", "THREADS": ""}, ["127.0.0.1:8000"], 2, 128),
 ])
 def test_gunicorn_conf(monkeypatch, env, bind, workers, threads):
-    for name in ("HOST", "PORT", "WORKERS", "THREADS"):
+    for name in ("HOST", "PORT", "WORKERS", "THREADS", "FORWARDED_ALLOW_IPS", "FLASK_TRUSTED_PROXIES"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -274,7 +274,7 @@ def test_gunicorn_conf(monkeypatch, env, bind, workers, threads):
 
     assert cfg.worker_class is ThreadWorker  # gunicorn can load it
     assert cfg.accesslog == "-" and cfg.logger_class is MaskingLogger
-    assert cfg.forwarded_allow_ips == Config().forwarded_allow_ips  # left to gunicorn; the app's ProxyFix decides
+    assert cfg.forwarded_allow_ips == []  # no proxy trusted unless TRUSTED_PROXIES says one is in front
 
 
 # -- a real gunicorn ---------------------------------------------------------------------------------

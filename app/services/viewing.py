@@ -1,7 +1,12 @@
 """Serving a file's bytes through a signed link, and the renditions behind `size=` and `preview=`.
 
-Every original sent is checked against the sha256 its row recorded at upload, so a damaged
-blob (a flipped bit on disk, a bad copy) is never served as if it were the file:
+Every original this process sends is checked against the sha256 its row recorded at upload,
+so a damaged blob (a flipped bit on disk, a bad copy) is never served as if it were the file.
+What follows is DOWNLOADS="stream" (the default). With "x-accel" a small file is checked and
+sent as below, and a large one is hashed whole before nginx sends it (or was hashed by this
+process within OFFLOAD_VERIFIED_FOR, inode, size and mtime unchanged), so its damage answers
+DamagedFile before any byte and Range requests are covered; with "presigned" S3 sends the
+bytes and only their size is compared. delivery.py says exactly what each checks and not.
 
 - a file up to VERIFY_BEFORE_SEND_BYTES is read and hashed before the first byte goes out
   (whatever part was asked for, Range requests included); damaged, it answers DamagedFile
@@ -34,8 +39,9 @@ from sqlalchemy.orm import lazyload
 from app.errors import BadRequest, DamagedFile, Forbidden, NotFound
 from app.extensions import db
 from app.models import Action, StoredFile, User
-from app.services import access, audit, renditions, signing
+from app.services import access, audit, delivery, renditions, signing
 from app.services.audit import Origin
+from app.services.delivery import Offload
 from app.services.files import damaged, download_name, find_file, missing_blob
 from app.services.images import parse_page, parse_size
 from app.storage import BlobMissing, get_storage
@@ -45,7 +51,10 @@ CHUNK = 1024 * 1024
 
 @dataclass
 class Download:
-    """Bytes ready to send: an open stream and what the response needs to describe it."""
+    """Bytes ready to send: an open stream and what the response needs to describe it.
+
+    With `offload` set, nginx or S3 sends the bytes (delivery.py) and `stream` is empty.
+    """
 
     stream: BinaryIO
     size: int
@@ -53,6 +62,7 @@ class Download:
     etag: str
     name: str
     last_modified: datetime
+    offload: Offload | None = None
 
 
 # A PDF page preview without an explicit size fits this box: a readable page on screen, and a
@@ -61,7 +71,8 @@ PREVIEW_BOX = (1280, 1280)
 
 
 def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str | None,
-              origin: Origin, preview: str | None = None, by: str | None = None) -> Download:
+              origin: Origin, preview: str | None = None, by: str | None = None, *,
+              offload: bool = False, attachment: bool = False) -> Download:
     """Check a signed link and open the file (or its rendition) for sending.
 
     Args:
@@ -73,6 +84,7 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
         preview: optional 1-based page number; a PDF then comes back as a PNG of that page
             (fitting `size`, else PREVIEW_BOX). Ignored for other types, so plain `size=`
             on a PDF still returns the PDF, as the view links' contract says.
+        offload, attachment: as open_file.
     Raises:
         Forbidden: bad, tampered or expired link.
         NotFound: unknown, deleted or purged file (or its bytes are missing).
@@ -91,7 +103,7 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
     viewer = _link_viewer(by, stamp)
     if row is None or row.is_deleted or viewer is None or not access.can(viewer, row, Action.VIEW):
         raise NotFound("No such file.")
-    return open_file(row, origin, box, page, viewer=viewer)
+    return open_file(row, origin, box, page, viewer=viewer, offload=offload, attachment=attachment)
 
 
 def _link_viewer(by: str | None, stamp: str | None) -> User | None:
@@ -107,9 +119,15 @@ def _link_viewer(by: str | None, stamp: str | None) -> User | None:
 
 
 def open_file(row: StoredFile, origin: Origin, box: tuple[int, int] | None = None,
-              page: int | None = None, viewer: User | None = None) -> Download:
+              page: int | None = None, viewer: User | None = None, *, offload: bool = False,
+              attachment: bool = False) -> Download:
     """Open a live file (or its rendition, as open_view) for a caller that has already
     authorised the read; audited as a view by `viewer` through `origin`.
+
+    `offload`: the caller can send a Download whose bytes nginx or S3 sends (links.send_download
+    can), so an original may be handed over as DOWNLOADS says (delivery.py; the audit detail
+    then says {"delivered": "x-accel"|"presigned"}); `attachment` is the name's disposition for
+    a presigned URL.
 
     Raises NotFound (bytes missing), BadRequest (a PDF page it does not have, or past
     PREVIEW_MAX_PAGES), ServerBusy (no render slot) or DamagedFile (the bytes do not match
@@ -121,14 +139,17 @@ def open_file(row: StoredFile, origin: Origin, box: tuple[int, int] | None = Non
         elif box and row.is_image:
             download = _rendition(row, box, origin)
         else:
-            download = Download(_open_original(row, origin), row.size, row.media_type,
-                                row.sha256, download_name(row), row.modified_at)
+            sent_by = delivery.offload_original(row, origin, attachment) if offload else None
+            download = Download(io.BytesIO() if sent_by else _open_original(row, origin), row.size,
+                                row.media_type, row.sha256, download_name(row), row.modified_at, sent_by)
     except BlobMissing:
         raise missing_blob(row) from None
     size = f"{box[0]}x{box[1]}" if box and row.is_image else None
     detail: dict[str, Any] = {"size": size}
     if page and row.is_pdf:
         detail["preview"] = page
+    if download.offload:
+        detail["delivered"] = download.offload.via.value
     audit.record_read(Action.VIEW, origin, actor=viewer, file=row, **detail)
     return download
 

@@ -106,3 +106,8 @@ class Storage(ABC):
         Removing the partial write of a `put` still in progress makes that put fail with
         StorageError; it never completes a damaged blob.
         """
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise StorageError unless the store can be used now, in one cheap call (readiness
+        probes run it every few seconds, so it reads no blob and writes nothing)."""

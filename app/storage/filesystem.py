@@ -153,6 +153,11 @@ class FilesystemStorage(Storage):
         except OSError as exc:
             raise StorageError(f"cannot remove {rel}: {exc}") from exc
 
+    def check(self) -> None:
+        # access() answers for this process's user (and sees a read-only mount), without a write.
+        if not os.path.isdir(self.root) or not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageError(f"storage root {self.root} is not a writable folder")
+
     def clear(self) -> None:
         """Remove everything (tests only)."""
         shutil.rmtree(self.root, ignore_errors=True)

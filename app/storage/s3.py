@@ -48,10 +48,10 @@ class S3Storage(Storage):
         self.prefix = (prefix or "").strip("/")
         if self.prefix:
             self.prefix += "/"
-        try:
+        try:  # s3v4: boto would presign some endpoints with SigV2, which AWS is retiring
             self.client = client or boto3.client(
                 "s3", endpoint_url=endpoint_url or None, region_name=region or None,
-                config=Config(retries={"max_attempts": 3, "mode": "standard"},
+                config=Config(retries={"max_attempts": 3, "mode": "standard"}, signature_version="s3v4",
                               connect_timeout=5, read_timeout=60),
             )
         except self._errors as exc:
@@ -102,6 +102,26 @@ class S3Storage(Storage):
         size = self.size(key)
         raw = _RangeReader(self, key, self._object(key), size)
         return io.BufferedReader(raw, buffer_size=_READ_BUFFER)
+
+    def presigned_url(self, key: str, ttl: int, content_type: str | None = None,
+                      content_disposition: str | None = None, cache_control: str | None = None) -> str:
+        """A URL that GETs `key` without credentials for `ttl` seconds (DOWNLOADS="presigned").
+
+        Signed here with the client's credentials (SigV4; no request is sent, so it says nothing
+        about whether the object exists). S3 answers it with the given Content-Type,
+        Content-Disposition and Cache-Control in place of the stored object's. Whoever holds the
+        URL can fetch the object (Range included) until it expires; it only works for GET.
+        Raises StorageError when it cannot be signed (no credentials).
+        """
+        params = {"Bucket": self.bucket, "Key": self._object(key)}
+        for name, value in (("ResponseContentType", content_type), ("ResponseContentDisposition", content_disposition),
+                            ("ResponseCacheControl", cache_control)):
+            if value:
+                params[name] = value
+        try:
+            return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=int(ttl))
+        except self._errors as exc:
+            raise StorageError(f"cannot sign a URL for {key} in s3://{self.bucket}: {exc}") from exc
 
     def size(self, key: str) -> int:
         return self.stat(key).size
@@ -199,6 +219,15 @@ class S3Storage(Storage):
         except self._errors as exc:
             if _error_code(exc) != "NoSuchUpload":
                 raise StorageError(f"cannot abort {item.ref} in s3://{self.bucket}: {exc}") from exc
+
+    def check(self) -> None:
+        # A one-key listing of our prefix: the endpoint, the credentials, the bucket and the
+        # list permission `files check` needs, in one request (a bucket policy scoped to the
+        # prefix allows it where HeadBucket may be refused).
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except self._errors as exc:
+            raise StorageError(f"cannot reach s3://{self.bucket}/{self.prefix}: {exc}") from exc
 
 
 def _error_code(exc: Exception) -> str:

@@ -12,6 +12,19 @@ PAGE_CSP = (
 )
 
 
+def page_csp() -> str:
+    """PAGE_CSP, plus the bucket's origin for images, frames and fetches when originals are
+    sent by presigned redirects (DOWNLOADS="presigned"): the viewer's signed links lead there."""
+    from app.services.delivery import presigned_origin
+
+    origin = presigned_origin()
+    if origin is None:
+        return PAGE_CSP
+    return (PAGE_CSP.replace("img-src 'self' data:", f"img-src 'self' data: {origin}")
+            .replace("frame-src 'self'", f"frame-src 'self' {origin}")
+            .replace("connect-src 'self'", f"connect-src 'self' {origin}"))
+
+
 def register_web(app: Flask) -> None:
     from app.errors import BadRequest, Unauthorized, render_page_error
     from app.extensions import login_manager
@@ -57,7 +70,7 @@ def register_web(app: Flask) -> None:
     @app.after_request
     def page_headers(resp: Response) -> Response:
         if resp.mimetype == "text/html" and "Content-Security-Policy" not in resp.headers:
-            resp.headers["Content-Security-Policy"] = PAGE_CSP
+            resp.headers["Content-Security-Policy"] = page_csp()
             resp.headers.setdefault("X-Frame-Options", "DENY")
             resp.headers.setdefault("X-Content-Type-Options", "nosniff")
             resp.headers.setdefault("Referrer-Policy", "same-origin")

@@ -198,8 +198,9 @@ def search(actor: User, origin: Origin, params: Mapping[str, str]) -> list[Candi
     column = SORT_FIELDS[sort_name]
     order = (column.asc(), CandidImage.id.asc()) if direction == "asc" else (column.desc(), CandidImage.id.desc())
     rows = list(db.session.scalars(query.order_by(*order)))
-    audit.record(Action.LIST, origin, actor=actor, images=len(rows), patient_filter=(patient_id or None))
-    transaction.commit()
+    # record_read, not record + commit: a commit expires the rows just read, and rendering each
+    # one would then reload it (one SELECT per image, an N+1).
+    audit.record_read(Action.LIST, origin, actor=actor, images=len(rows), patient_filter=(patient_id or None))
     return rows
 
 
@@ -328,4 +329,4 @@ def open_content(origin: Origin, image_id: str, by: str | None, auth_code: str |
     row = get(user, image_id)
     if row.file_id is None:
         raise NotFound("No bytes have been uploaded for this image yet.")
-    return viewing.open_file(files.get_file(user, row.file_id), origin, viewer=user)
+    return viewing.open_file(files.get_file(user, row.file_id), origin, viewer=user, offload=True)
