@@ -7,6 +7,7 @@ small limits, against the database store (the default) and memory:// alike.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -308,6 +309,26 @@ def check_concurrent_hits(storage) -> None:
 
     run_threads(hit, 8)
     assert errors == [] and storage.get("concurrent") == 200
+
+
+@pytest.mark.parametrize("storage_uri", ["database://"])
+def test_concurrent_hits_each_see_their_own_count_as_if_one_after_another(app, storage_uri):
+    """Increments that arrive together share one transaction and one statement per key
+    (group_commit.py); each caller still gets a count of its own: 1 to N, each once."""
+    storage = app.extensions[LIMITER_KEY].storage
+    seen: list[int] = []
+    group = storage._adds
+    with group.writing:  # a batch is committing: these 12 arrive meanwhile and go in together
+        threads = [threading.Thread(target=lambda: seen.append(storage.incr("together", 60))) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(group.pending) < 12 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(10)
+    assert sorted(seen) == list(range(1, 13)) and storage.get("together") == 12
+    assert storage.incr("together", 60) == 13
 
 
 @pytest.mark.parametrize("storage_uri", ["database://"])

@@ -13,7 +13,7 @@ import hashlib
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select, update
 from sqlalchemy.orm import lazyload
 
 from app.errors import BadRequest, Conflict, DamagedFile, Forbidden, NotFound
@@ -225,8 +225,13 @@ def find_file(file_id: str | int, *, related: bool = True) -> StoredFile | None:
         return _row(StoredFile, file_id)
     if not isinstance(file_id, str) or len(file_id) != 36:
         return None
-    query = select(StoredFile).where(StoredFile.public_id == file_id.lower())
-    return db.session.scalar(query if related else query.options(lazyload("*")))
+    if not related:
+        return db.session.scalar(_ROW_ALONE, {"public_id": file_id.lower()})
+    return db.session.scalar(select(StoredFile).where(StoredFile.public_id == file_id.lower()))
+
+
+# Built once (a download runs it on every request): its cache key is computed once too.
+_ROW_ALONE = select(StoredFile).where(StoredFile.public_id == bindparam("public_id")).options(lazyload("*"))
 
 
 def _for_change(actor: User, file_id: str | int, action: Action, *, visit: Visit | None = None,

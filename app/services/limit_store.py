@@ -85,11 +85,23 @@ class DatabaseStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWi
         return int(self._adds.run((_key(key), expiry, amount)))
 
     def _add_batch(self, conn: Connection, items: Sequence[tuple[str, int, int]]) -> list[int]:
-        """The increments of concurrent requests, in one transaction (group_commit.py)."""
+        """The increments of concurrent requests, in one transaction (group_commit.py).
+
+        One upsert per key adds the batch's total for it; each item's count is then what it
+        would have been had the items been added one after another in this order (the
+        requests of one client share one key, so a burst costs one statement).
+        """
         now = time.time()
-        counts = [self._add(conn, key, expiry, amount, now) for key, expiry, amount in items]
+        totals: dict[tuple[str, int], int] = {}
+        for key, expiry, amount in items:
+            totals[key, expiry] = totals.get((key, expiry), 0) + amount
+        after = {group: self._add(conn, group[0], group[1], total, now) for group, total in totals.items()}
+        counts = []
+        for key, expiry, amount in reversed(items):  # the last item of a key saw the final count
+            counts.append(after[key, expiry])
+            after[key, expiry] -= amount
         self._maybe_prune(conn, now)
-        return counts
+        return counts[::-1]
 
     def get(self, key: str) -> int:
         with self.engine.connect() as conn:

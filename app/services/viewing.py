@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any, BinaryIO, cast
 
 from flask import Flask, current_app
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import lazyload
 
@@ -106,10 +107,14 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
     return open_file(row, origin, box, page, viewer=viewer, offload=offload, attachment=attachment)
 
 
+# Built once: every link view runs it (the user alone, without their clinic).
+_VIEWER = select(User).where(User.id == bindparam("id")).options(lazyload("*"))
+
+
 def _link_viewer(by: str | None, stamp: str | None) -> User | None:
     """The user a verified link was minted for, if they still may use it."""
     user_id = int(by) if by and by.isascii() and by.isdigit() and len(by) <= 10 else None
-    user = db.session.get(User, user_id, options=[lazyload("*")]) if user_id is not None else None
+    user = db.session.scalar(_VIEWER, {"id": user_id}) if user_id is not None else None
     if user is None or not user.active:
         return None
     changed = user.credentials_changed_at
