@@ -58,13 +58,22 @@ nginx:
 test: install-test chromium nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Each script prints a Markdown table (BENCHMARKS.md); abuse.py runs real gunicorn servers.
-bench: install-test
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@ $(VENV)/.installed-test $(VENV)/.installed
+
+# Each script prints a Markdown table (BENCHMARKS.md); abuse.py and the HTTP ones run real
+# gunicorn servers (and wrk, nginx: apt-get install wrk nginx-light; pyvips: libvips42).
+bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/parsers.py
 	$(BIN)/python bench/renditions.py
 	$(BIN)/python bench/ratelimits.py
 	$(BIN)/python bench/abuse.py
+	$(BIN)/python bench/large_files.py
+	$(BIN)/python bench/rendition_vs_vips.py
+	$(BIN)/python bench/concurrency.py
+	$(BIN)/python bench/pagination.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-output

@@ -13,7 +13,11 @@ from app.services.delivery import CACHE_CONTROL, Delivery, content_disposition
 from app.services.viewing import Download, open_view
 
 bp = Blueprint("links", __name__)
-_SEND_BUFFER = 64 * 1024  # bytes per chunk handed to the server (the stream hashes each one)
+# Bytes per chunk handed to the server (the stream hashes each one): 1 MiB, not 64 KiB, halves
+# a large download's CPU (BENCHMARKS.md). Never more than VERIFY_BEFORE_SEND_BYTES: a streamed
+# file is larger than that, so its first chunk cannot complete the hash — a mismatch then always
+# shows after the headers went out, as a transfer cut short (viewing.py), never in their place.
+_SEND_BUFFER = 1024 * 1024
 
 # Served files can never run script or be framed by another site; PDFs keep Chrome's
 # viewer, which refuses to start in a sandboxed document.
@@ -63,7 +67,9 @@ def send_download(download: Download, attachment: bool = False) -> BaseResponse:
     if download.offload is not None and download.offload.via is Delivery.PRESIGNED:
         return _send_presigned(download, attachment)
     resp = current_app.response_class(
-        wrap_file(request.environ, download.stream, buffer_size=_SEND_BUFFER), mimetype=download.media_type,
+        wrap_file(request.environ, download.stream,
+                  buffer_size=min(_SEND_BUFFER, current_app.config["VERIFY_BEFORE_SEND_BYTES"])),
+        mimetype=download.media_type,
         direct_passthrough=True,
     )
     resp.content_length = download.size

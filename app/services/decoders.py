@@ -121,14 +121,18 @@ def count_pdf_pages(path: str, max_pages: int) -> int:
     if declared is not None and declared > max_pages:
         raise InvalidUpload(too_many_pages(declared, max_pages))
     try:
-        reader = PdfReader(path, strict=False)
-        if reader.is_encrypted:
-            raise InvalidUpload("The PDF is password-protected; remove the password and upload it again.")
-        _walk_page_tree(reader, max_pages)
-        count = 0
-        for page in reader.pages:
-            page.mediabox  # noqa: B018 - resolving each page catches broken page trees
-            count += 1
+        # An open file, not the path: given a path pypdf first reads the whole file into memory
+        # (a 22 MB scan: 32 ms, 7 ms from the file; fresh pages are dear in a forked child); from
+        # a file it reads what it parses: the xref, the page tree, the pages' dictionaries.
+        with open(path, "rb") as fh:
+            reader = PdfReader(fh, strict=False)
+            if reader.is_encrypted:
+                raise InvalidUpload("The PDF is password-protected; remove the password and upload it again.")
+            _walk_page_tree(reader, max_pages)
+            count = 0
+            for page in reader.pages:
+                page.mediabox  # noqa: B018 - resolving each page catches broken page trees
+                count += 1
     except (InvalidUpload, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - pypdf raises many types on hostile input
