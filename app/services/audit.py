@@ -12,13 +12,16 @@ import hashlib
 import json
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.extensions import db
 from app.models import Action, AuditChain, AuditEvent, Channel, StoredFile, User
@@ -134,11 +137,12 @@ def _append(conn: Connection, events: Sequence[AuditEvent]) -> list[None]:
     """Chain `events` after the head and insert them, in `conn`'s transaction. The head row's
     update locks it until that transaction ends, so writers line up in one order."""
     head = conn.execute(_ADVANCE, {"n": len(events)}).one_or_none()
-    if head is None:  # a fresh database: the head row is made on first use
-        conn.execute(insert(_CHAIN).values(id=1, seq=len(events), last_hash=GENESIS))
-        last, prev = len(events), GENESIS
-    else:
-        last, prev = head
+    if head is None:  # a database made without the migrations: the head row is made on first use
+        # ON CONFLICT DO NOTHING: two first writers both insert it, one waits and then advances.
+        insert_head = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(insert_head(_CHAIN).values(id=1, seq=0, last_hash=GENESIS).on_conflict_do_nothing())
+        head = conn.execute(_ADVANCE, {"n": len(events)}).one()
+    last, prev = head
     for seq, event in enumerate(events, start=last - len(events) + 1):
         event.seq, event.prev_hash = seq, prev or GENESIS
         event.hash = prev = row_hash(event)
@@ -191,10 +195,16 @@ class Verification:
 def verify() -> Verification:
     """Recompute the chain in seq order; name the first event changed, inserted or removed."""
     result = Verification()
-    expected_seq, prev = 1, GENESIS
     query = select(AuditEvent).order_by(AuditEvent.seq.nulls_first(), AuditEvent.id)
-    # Read what the database holds now, not what this session remembers.
-    for event in db.session.scalars(query.execution_options(populate_existing=True, yield_per=1000)):
+    # Read what the database holds now, not what this session remembers. Closed on every return
+    # (on PostgreSQL yield_per is a server-side cursor).
+    with closing(db.session.scalars(query.execution_options(populate_existing=True, yield_per=1000))) as events:
+        return _verify(events, result)
+
+
+def _verify(events: Iterable[AuditEvent], result: Verification) -> Verification:
+    expected_seq, prev = 1, GENESIS
+    for event in events:
         if event.seq is None or event.seq < expected_seq:
             result.problem = f"event id {event.id} was inserted outside the chain (seq {event.seq})"
             return result
@@ -226,10 +236,11 @@ def export(since: datetime | None = None, patient_id: int | None = None) -> Iter
         query = query.where(AuditEvent.created_at >= since)
     if patient_id is not None:
         query = query.where(AuditEvent.patient_id == patient_id)
-    for event in db.session.scalars(query.execution_options(yield_per=500)):
-        row = {name: getattr(event, name) for name in EXPORT_FIELDS}
-        row["created_at"] = _iso(event.created_at)
-        yield row
+    with closing(db.session.scalars(query.execution_options(yield_per=500))) as events:  # closed if left early
+        for event in events:
+            row = {name: getattr(event, name) for name in EXPORT_FIELDS}
+            row["created_at"] = _iso(event.created_at)
+            yield row
 
 
 #: What a file's access history shows: every look at it and every change.
