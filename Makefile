@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
 
-.PHONY: run test lint install install-test chromium nginx migrate demo bench clean
+.PHONY: run test test-postgres lint install install-test chromium nginx migrate demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ nginx:
 
 test: install-test chromium nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The same suite on PostgreSQL (CHARTBOX_TEST_POSTGRES_URL): one migrated schema per run, dropped after.
+test-postgres: install-test chromium nginx
+	CHARTBOX_TEST_DATABASE=postgresql $(BIN)/pytest $(PYTEST_ARGS)
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -186,6 +186,13 @@ _SQLITE_ERROR = 1
 _UNAVAILABLE_SQLSTATES = frozenset({"25006"})
 
 
+def _nul_in_text(exc: BaseException) -> bool:
+    """psycopg's refusal of a NUL character in a text parameter (raised before the query is sent)."""
+    from sqlalchemy.exc import DataError
+
+    return isinstance(exc, DataError) and "NUL (0x00)" in str(exc.orig)
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """Whether a database error means "unavailable, try again" rather than a bug.
 
@@ -308,6 +315,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DBAPIError)
     @app.errorhandler(PoolTimeout)
     def handle_database_error(exc: Exception):
+        if _nul_in_text(exc):
+            # PostgreSQL text cannot hold NUL, so its driver refuses the statement (SQLite stores
+            # it). A value with one can be neither stored nor match a stored one: the client's error.
+            transaction.abandon()
+            return _render(BadRequest("The request contains a NUL character, which is not accepted."))
         if not database_unavailable(exc):
             return handle_unexpected(exc)  # IntegrityError, ProgrammingError: bugs stay 500s
         # Unreachable, read-only, locked or full: an outage, not a bug. Roll back (which

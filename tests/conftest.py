@@ -1,4 +1,5 @@
-"""Shared fixtures: a real app on SQLite in tmp_path, real files on disk, factory callables."""
+"""Shared fixtures: a real app on SQLite in tmp_path (or on PostgreSQL with
+CHARTBOX_TEST_DATABASE=postgresql, see tests/db_switch.py), real files on disk, factory callables."""
 from __future__ import annotations
 
 import io
@@ -9,6 +10,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import db_switch
 import pytest
 from flask import g
 from flask.testing import FlaskClient
@@ -36,16 +38,107 @@ def service_unavailable(what: str, why: str):
     pytest.skip(message)
 
 
-def base_config(tmp_path: Path) -> dict:
+def base_config(tmp_path: Path, database: dict | None = None) -> dict:
+    """An app's test settings over `tmp_path`; the database is the suite's engine (a SQLite file
+    in `tmp_path`, or the run's PostgreSQL schema) unless `database` names another."""
     return {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key",
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'chartbox.db'}",
+        **(database or db_switch.database_for(tmp_path)),
         "STORAGE_ROOT": str(tmp_path / "files"),
         "SERVER_NAME": "chartbox.test",
         # Tests make many requests from one client; tests/test_ratelimits.py turns limits on.
         "RATELIMIT_ENABLED": False,
     }
+
+
+# -- the database engine switch (tests/db_switch.py) ---------------------------------------------
+
+def pytest_configure(config):
+    db_switch.check_choice()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """Tell base_config() which fixture scope asks, so a module's fixture gets its own schema."""
+    token = db_switch.FIXTURE_SETUP.set((fixturedef.scope, fixturedef, request))
+    try:
+        return (yield)
+    finally:
+        db_switch.FIXTURE_SETUP.reset(token)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not db_switch.ON_POSTGRES:
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    times = sorted(db_switch.emptying_ms)
+    if times:
+        terminalreporter.write_line(
+            f"PostgreSQL test schema: emptied {len(times)} times, median "
+            f"{times[len(times) // 2]:.1f} ms, p95 {times[int(len(times) * 0.95)]:.1f} ms, max {times[-1]:.1f} ms")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_database(request, tmp_path_factory):
+    """The run's database: on PostgreSQL one migrated schema, dropped at the end of the session
+    (also after a failure or Ctrl-C: pytest tears session fixtures down then)."""
+    request.addfinalizer(db_switch.drop_all_schemas)
+    if db_switch.ON_POSTGRES:
+        db_switch.session_schema(tmp_path_factory)
+    return db_switch.ENGINE
+
+
+@pytest.fixture(autouse=True)
+def _empty_database_after_test(test_database):
+    """PostgreSQL: empty the run's schema after each test that used it (SQLite: a new file each)."""
+    yield
+    db_switch.empty_session_schema_if_used()
+
+
+@pytest.fixture(scope="session")
+def pg_migrated(tmp_path_factory):
+    """The run's migrated PostgreSQL schema (on either engine switch): schema, heads, current, diffs."""
+    return db_switch.session_schema(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def pg_schema(pg_migrated) -> str:
+    return pg_migrated["schema"]
+
+
+def pg_config(tmp_path: Path, schema: str) -> dict:
+    """base_config on a PostgreSQL schema; the run's schema is emptied after the test."""
+    db_switch.use_session_schema(schema)
+    return base_config(tmp_path, database=db_switch.settings(schema))
+
+
+def empty_tables() -> None:
+    """In an app's context: end its session and connections, and empty the run's schema now."""
+    db.session.remove()
+    db.engine.dispose()
+    db_switch.empty_session_schema_if_used()
+
+
+@pytest.fixture
+def empty_database(tmp_path):
+    """Settings for an empty database of this test's own: a new SQLite file, or a new PostgreSQL
+    schema (dropped afterwards). For tests that build the schema themselves (migrations)."""
+    if not db_switch.ON_POSTGRES:
+        yield {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.db'}"}
+        return
+    schema = db_switch.create_schema("empty")
+    try:
+        yield db_switch.settings(schema)
+    finally:
+        db_switch.drop_schema(schema)
 
 
 @pytest.fixture
@@ -56,9 +149,11 @@ def config_overrides() -> dict:
 
 @pytest.fixture
 def app(tmp_path, config_overrides):
-    app = create_app({**base_config(tmp_path), **config_overrides}, instance_path=str(tmp_path / "instance"))
+    config = {**base_config(tmp_path), **config_overrides}
+    app = create_app(config, instance_path=str(tmp_path / "instance"))
     with app.app_context():
-        db.create_all()
+        if not db_switch.on_migrated_schema(config):
+            db.create_all()  # SQLite's new file, or a schema a test module brings
         yield app
         db.session.remove()
         db.engine.dispose()

@@ -126,6 +126,23 @@ class LiveApp:
         self.master: subprocess.Popen | None = None
         self.reused_seed = seed
         self.seed = seed or SimpleNamespace()
+        #: CHARTBOX_TEST_DATABASE=postgresql: this server's own schema (the seed step migrates it;
+        #: stop() drops it), unless the settings name a database or a seed is reused.
+        self.schema: str | None = None
+        if seed is None and "SQLALCHEMY_DATABASE_URI" not in (settings or {}):
+            self._on_test_database((settings or {}).get("SQLALCHEMY_ENGINE_OPTIONS"))
+
+    def _on_test_database(self, engine_options: dict | None) -> None:
+        import db_switch
+
+        if not db_switch.ON_POSTGRES:
+            return
+        self.schema = db_switch.create_schema("live")
+        database = {"FLASK_SQLALCHEMY_DATABASE_URI": db_switch.POSTGRES_URL,
+                    "FLASK_SQLALCHEMY_ENGINE_OPTIONS": json.dumps(db_switch.engine_options(
+                        self.schema, **dict(engine_options or {})))}
+        self.app_env.update(database)
+        self.env.update(database)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -168,6 +185,11 @@ class LiveApp:
 
         if self.master is not None:
             stop_process_group(self.master)
+        if self.schema is not None:
+            import db_switch
+
+            db_switch.drop_schema(self.schema)
+            self.schema = None
 
     # -- use ---------------------------------------------------------------------------------
 
@@ -188,6 +210,24 @@ class LiveApp:
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
             conn.close()
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        """One value from the server's database (its SQLite file or PostgreSQL schema), e.g. a count."""
+        rows = self.rows(sql, **params)
+        return rows[0][0] if rows else None
+
+    def rows(self, sql: str, **params: Any) -> list[tuple]:
+        """The rows of a query (`:name` parameters) on the server's database, whichever engine."""
+        import sqlalchemy as sa
+
+        options = json.loads(self.app_env.get("FLASK_SQLALCHEMY_ENGINE_OPTIONS", "{}"))
+        engine = sa.create_engine(self.app_env["FLASK_SQLALCHEMY_DATABASE_URI"],
+                                  connect_args=options.get("connect_args", {}))
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(sa.text(sql), params)]
+        finally:
+            engine.dispose()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

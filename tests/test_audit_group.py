@@ -20,6 +20,15 @@ def view_count() -> int:
     return db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "view"))
 
 
+def loaded(row, patient) -> None:
+    """Read what an audit event takes from the file and the reader now: a thread finding them
+    expired would reload them through this test's session, which all the threads share (on
+    PostgreSQL one of them then misses the batch)."""
+    for obj, names in ((row, ("id", "account_id", "patient_id")), (patient, ("id", "role", "account_id"))):
+        for name in names:
+            getattr(obj, name)
+
+
 def commits_counter(engine):
     counted = {"n": 0}
 
@@ -67,6 +76,7 @@ def test_events_waiting_while_a_batch_commits_go_in_the_next_one_together(app, m
     row = make_file(patient)
     group = audit._group(app)
     errors: list[BaseException] = []
+    loaded(row, patient)
 
     def read():
         with app.app_context():
@@ -95,13 +105,37 @@ def test_events_waiting_while_a_batch_commits_go_in_the_next_one_together(app, m
     assert audit.verify().ok
 
 
-def test_a_failed_group_commit_fails_every_read_in_it_and_writes_none(app, make_user, make_file):
+@pytest.fixture
+def refuse_audit_rows(app):
+    """A callable that makes the database refuse every new audit row (as a full disk would);
+    on PostgreSQL the trigger is dropped afterwards (the run's schema outlives the test)."""
+    postgres = db.engine.dialect.name == "postgresql"
+
+    def refuse() -> None:
+        with db.engine.begin() as conn:
+            if postgres:
+                conn.execute(sa.text("CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                                     "$$ BEGIN RAISE EXCEPTION 'the disk says no'; END $$"))
+                conn.execute(sa.text("CREATE TRIGGER refuse BEFORE INSERT ON audit_events "
+                                     "FOR EACH ROW EXECUTE FUNCTION refuse_audit()"))
+            else:
+                conn.execute(sa.text("CREATE TRIGGER refuse BEFORE INSERT ON audit_events "
+                                     "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END"))
+
+    yield refuse
+    if postgres:
+        db.session.remove()
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER IF EXISTS refuse ON audit_events"))
+            conn.execute(sa.text("DROP FUNCTION IF EXISTS refuse_audit()"))
+
+
+def test_a_failed_group_commit_fails_every_read_in_it_and_writes_none(app, make_user, make_file, refuse_audit_rows):
     patient = make_user(Role.PATIENT)
     row = make_file(patient)
+    loaded(row, patient)
     group = audit._group(app)
-    with db.engine.begin() as conn:  # the database refuses audit rows from now on
-        conn.execute(sa.text("CREATE TRIGGER refuse BEFORE INSERT ON audit_events "
-                             "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END"))
+    refuse_audit_rows()  # the database refuses audit rows from now on
     before = view_count()
     errors: list[BaseException] = []
 

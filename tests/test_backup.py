@@ -34,6 +34,10 @@ from app.storage import get_storage
 
 SAMPLES = ["letter.pdf", "photo.jpg", "notes.txt", "scan.png", "referral.docx", "vitals.csv"]
 PG_URL = os.environ.get("CHARTBOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+#: Tests of the SQLite snapshot (database.sqlite3, restored into a second instance's own file);
+#: test_postgres_create_verify_restore below is the same round trip through pg_dump/pg_restore.
+SQLITE_SNAPSHOT = pytest.mark.sqlite_only("the SQLite snapshot (database.sqlite3 and a second instance's own "
+                                          "file); test_postgres_create_verify_restore covers PostgreSQL")
 
 
 def sha256(data: bytes) -> str:
@@ -108,6 +112,7 @@ def made(app, chart, tmp_path) -> Path:
 
 # -- the round trip --------------------------------------------------------------------------------
 
+@SQLITE_SNAPSHOT
 def test_create_verify_restore_into_a_fresh_instance(app, runner, chart, tmp_path):
     folder = tmp_path / "backups" / "monday"  # parents are created
     out = ok(runner.invoke(args=["backup", "create", str(folder)]))
@@ -151,6 +156,7 @@ def test_create_verify_restore_into_a_fresh_instance(app, runner, chart, tmp_pat
             assert view.status_code == 200 and sha256(view.data) == original.sha256 == sha256(sample(original.name))
 
 
+@SQLITE_SNAPSHOT
 def test_restore_into_a_migrated_empty_instance_and_onto_s3(made, chart, tmp_path, s3_endpoint, s3_bucket):
     s3 = {"STORAGE_BACKEND": "s3", "S3_BUCKET": s3_bucket, "S3_ENDPOINT_URL": s3_endpoint,
           "S3_REGION": "us-east-1", "S3_PREFIX": "restored"}
@@ -205,6 +211,7 @@ def upload_until(stop: threading.Event, port: int, token: str, patient_id: int, 
         errors.append(exc)
 
 
+@SQLITE_SNAPSHOT
 def test_a_backup_taken_while_uploads_go_on(tmp_path):
     root = tmp_path / "live"
     live = create_app({**base_config(root), "SERVER_NAME": None}, instance_path=str(root / "instance"))
@@ -298,6 +305,7 @@ def test_verify_catches_a_missing_manifest(runner, made):
     fails(result, "1 problem(s) found in")
 
 
+@SQLITE_SNAPSHOT
 def test_verify_catches_a_damaged_database_and_stray_or_unneeded_blobs(runner, made):
     flip_a_byte(made / "database.sqlite3")
     (made / "blobs" / "zz").mkdir()
@@ -308,6 +316,7 @@ def test_verify_catches_a_damaged_database_and_stray_or_unneeded_blobs(runner, m
     fails(result, "2 problem(s) found in")
 
 
+@SQLITE_SNAPSHOT
 def test_verify_says_an_interrupted_backup_is_incomplete(runner, made, tmp_path):
     """What a killed `backup create` leaves: its .partial-* folder and no manifest."""
     folder = tmp_path / "interrupted"
@@ -353,6 +362,7 @@ def test_create_fails_on_a_damaged_blob_and_leaves_nothing(runner, app, chart, t
     assert folder.is_dir() and list(folder.iterdir()) == []  # no manifest, no .partial-* left
 
 
+@SQLITE_SNAPSHOT
 def test_restore_refuses_a_non_empty_instance_unless_forced(runner, made, chart, tmp_path):
     result = runner.invoke(args=["backup", "restore", str(made)])  # into the instance it came from
     assert "problem: the database has 1 accounts row(s)" in result.output
@@ -374,6 +384,7 @@ def test_restore_refuses_a_non_empty_instance_unless_forced(runner, made, chart,
         assert get_storage().exists("ab/stray")  # left alone: debris for `files cleanup`
 
 
+@SQLITE_SNAPSHOT
 def test_restore_refuses_a_backup_that_does_not_verify(made, tmp_path):
     flip_a_byte(made / "blobs" / first_blob(made))
     with instance(tmp_path / "fresh") as fresh:

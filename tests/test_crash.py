@@ -124,6 +124,7 @@ def test_a_killed_worker_loses_nothing_and_leaves_only_debris(app, runner, clien
     (instance / "config.py").write_text(
         f"SECRET_KEY = {app.config['SECRET_KEY']!r}\n"
         f"SQLALCHEMY_DATABASE_URI = {app.config['SQLALCHEMY_DATABASE_URI']!r}\n"
+        f"SQLALCHEMY_ENGINE_OPTIONS = {app.config['SQLALCHEMY_ENGINE_OPTIONS']!r}\n"  # PostgreSQL: its schema
         f"STORAGE_ROOT = {str(root)!r}\n")
     db.session.remove()
     png, csv = big_png(), big_csv()

@@ -15,12 +15,14 @@ import io
 import os
 import shutil
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import db_switch
 import pytest
 from conftest import PageClient, base_config, blobs, sample, service_unavailable
 from flask import Flask
@@ -351,8 +353,9 @@ def test_a_token_due_for_its_last_used_stamp_is_still_503_not_401_or_500(app, wo
 
 def test_the_outage_is_logged(world, read_only, caplog):
     vsee_upload(read_only, world)
-    assert "database unavailable on POST /api_v3/files: OperationalError: attempt to write a readonly database" \
-        in caplog.text
+    said = "InternalError: cannot execute" if db_switch.ON_POSTGRES else \
+        "OperationalError: attempt to write a readonly database"
+    assert f"database unavailable on POST /api_v3/files: {said}" in caplog.text
 
 
 # --- a locked database, a lost connection ---------------------------------------------------
@@ -376,6 +379,7 @@ def locked(app) -> Iterator[None]:
         event.remove(db.engine, "checkout", no_waiting)
 
 
+@pytest.mark.sqlite_only("SQLite's write lock held by another connection (PostgreSQL locks rows, not the file)")
 def test_a_locked_database_is_503_and_leaves_nothing_behind(app, client, world, locked, caplog):
     before = snapshot(app)
     f = Fault("database", app, client, world.page)
@@ -393,6 +397,15 @@ def test_a_connection_lost_during_commit_keeps_the_bytes(app, client, world, mon
 
     def commit_then_drop(dbapi_connection):
         real_commit(dbapi_connection)
+        if db_switch.ON_POSTGRES:  # the server ends the session: the driver's next use finds it broken
+            raw = dbapi_connection.driver_connection  # psycopg's own, under the pool's wrapper
+            with db_switch.admin_engine().connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": raw.info.backend_pid})
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                raw.execute("SELECT 1")  # raises OperationalError once the session is gone
+                time.sleep(0.01)
+            raise AssertionError("the terminated session still answers")
         raise sqlite3.ProgrammingError("Cannot operate on a closed database.")  # SQLite's disconnect
 
     before = snapshot(app)
@@ -407,6 +420,8 @@ def test_a_connection_lost_during_commit_keeps_the_bytes(app, client, world, mon
     assert "commit outcome unknown" in caplog.text
 
 
+@pytest.mark.sqlite_only("drops a table, which on PostgreSQL is the run's shared schema; "
+                        "test_which_database_errors_are_outages covers PostgreSQL's undefined-table error")
 def test_a_bug_in_the_database_layer_is_not_dressed_up_as_an_outage(app, client, world):
     """SQLite's generic error (a missing table) is a bug: it propagates (a 500 outside tests)."""
     db.session.execute(text("DROP TABLE candid_images"))

@@ -4,10 +4,15 @@ served by the app's models there, carried back down to 0004 unchanged, and up ag
 """
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from test_migrations import current_revisions, empty_app, quiet_logging_config, schema_diffs, script_heads  # noqa: F401
 
 from app.extensions import db
+
+pytestmark = pytest.mark.sqlite_only(
+    "writes revision-0004 rows as SQLite holds them (integer booleans, text timestamps) and compares them "
+    "back verbatim; tests/test_migrations.py runs every migration up and down on PostgreSQL")
 
 ACCOUNT_ID, PATIENT_ID, PROVIDER_ID, VISIT_ID = 1, 10, 11, 20
 BIG_CLINIC = 2**40

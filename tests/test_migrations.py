@@ -65,10 +65,10 @@ def table_names() -> set[str]:
 
 
 @pytest.fixture
-def empty_app(tmp_path):
-    """An app on an empty SQLite file: no create_all, only the migrations build the schema."""
-    app = create_app({"TESTING": True, "SECRET_KEY": "test", "SERVER_NAME": "chartbox.test",
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'migrated.db'}",
+def empty_app(tmp_path, empty_database):
+    """An app on an empty database (a new SQLite file, or with CHARTBOX_TEST_DATABASE=postgresql
+    a new schema): no create_all, only the migrations build the schema."""
+    app = create_app({"TESTING": True, "SECRET_KEY": "test", "SERVER_NAME": "chartbox.test", **empty_database,
                       "STORAGE_ROOT": str(tmp_path / "files")}, instance_path=str(tmp_path / "instance"))
     with app.app_context():
         yield app
@@ -115,7 +115,7 @@ def test_every_step_downgrades_and_upgrades(empty_app):
     assert current_revisions() == script_heads() and schema_diffs() == []
 
 
-def test_migrated_database_serves_the_app(empty_app):
+def test_migrated_database_serves_the_app(empty_app, empty_database):
     """The schema the migrations build (not create_all) takes a real upload."""
     import io
 
@@ -131,4 +131,4 @@ def test_migrated_database_serves_the_app(empty_app):
     row = files.upload(patient, Origin(Channel.CLI), io.BytesIO(sample("letter.pdf")), "letter.pdf",
                        Category.USER_DOCUMENT)
     assert row.id and row.page_count == 2
-    assert current_app.config["SQLALCHEMY_DATABASE_URI"].endswith("migrated.db")
+    assert current_app.config["SQLALCHEMY_DATABASE_URI"] == empty_database["SQLALCHEMY_DATABASE_URI"]

@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -173,10 +172,9 @@ def path_of(url: str) -> str:
 
 def audit_rows(live: LiveApp, action: str) -> list[tuple]:
     """(ip, detail) of the live app's audit events of `action`, oldest first."""
-    with sqlite3.connect(live.tmp / "chartbox.db", timeout=10) as db:
-        rows = db.execute("SELECT ip, detail FROM audit_events WHERE action = ? ORDER BY id", (action,)).fetchall()
-    db.close()
-    return [(ip, json.loads(detail) if detail else {}) for ip, detail in rows]
+    rows = live.rows("SELECT ip, detail FROM audit_events WHERE action = :action ORDER BY id", action=action)
+    # SQLite hands the JSON column back as text, PostgreSQL as an object.
+    return [(ip, (json.loads(detail) if isinstance(detail, str) else detail) or {}) for ip, detail in rows]
 
 
 def assert_hardened(headers: dict[str, str]) -> None:

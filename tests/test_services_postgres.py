@@ -1,15 +1,21 @@
 """The services on PostgreSQL: real migrations in a private schema, no drift, the VSee flow and
 the access matrix's key cases. Skips (or fails with CHARTBOX_REQUIRE_SERVICES=1) without a server.
+The schema is the run's (conftest.pg_migrated: with CHARTBOX_TEST_DATABASE=postgresql the same one
+every test runs on).
 """
 from __future__ import annotations
 
 import io
-import os
-import uuid
 
 import pytest
 import sqlalchemy as sa
-from conftest import base_config, sample, service_unavailable
+from conftest import (  # noqa: F401 - fixtures and helpers that test_ratelimits and test_quotas import from here
+    empty_tables,
+    pg_config,
+    pg_migrated,
+    pg_schema,
+    sample,
+)
 from sqlalchemy import select
 from test_access import (
     ACTORS,
@@ -21,7 +27,6 @@ from test_access import (
     expected,
     world,  # noqa: F401 - the access matrix's fixture, reused on PostgreSQL
 )
-from test_migrations import current_revisions, quiet_logging_config, schema_diffs, script_heads
 from test_trash import people  # noqa: F401 - the trash tests' fixture, reused on PostgreSQL
 
 from app import create_app
@@ -30,66 +35,15 @@ from app.models import AuditEvent, StoredFile
 
 pytestmark = pytest.mark.postgres
 
-URL = os.environ.get("CHARTBOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(scope="module")
-def pg_schema():
-    """A fresh schema for this module's run, dropped afterwards, so parallel runs never collide."""
-    try:
-        engine = sa.create_engine(URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means: no server here
-        service_unavailable("PostgreSQL", f"{URL}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-    schema = f"chartbox_test_{uuid.uuid4().hex[:12]}"
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield schema
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
-
-
-def pg_config(tmp_path, schema: str) -> dict:
-    return {**base_config(tmp_path), "SQLALCHEMY_DATABASE_URI": URL,
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True,
-                                          "connect_args": {"options": f"-csearch_path={schema}"}}}
-
-
-def empty_tables() -> None:
-    """In the app's context: empty every table of the schema (identities restarted) and close
-    the engine's connections, as an app on the shared migrated schema ends."""
-    db.session.remove()
-    tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-    with db.engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    db.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def pg_migrated(pg_schema, tmp_path_factory):
-    """`flask db upgrade` (the real migrations) into the schema, once per module."""
-    tmp = tmp_path_factory.mktemp("pg-migrate")
-    app = create_app(pg_config(tmp, pg_schema), instance_path=str(tmp / "instance"))
-    with app.app_context():
-        with quiet_logging_config():
-            result = app.test_cli_runner().invoke(args=["db", "upgrade"])
-        assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-        heads, current, diffs = script_heads(), current_revisions(), schema_diffs()
-        db.engine.dispose()
-    return {"schema": pg_schema, "heads": heads, "current": current, "diffs": diffs}
-
-
 @pytest.fixture
 def app(pg_migrated, tmp_path):
-    """The shared fixtures (make_user, make_file, client …) now run on PostgreSQL."""
+    """The shared fixtures (make_user, make_file, client …) now run on PostgreSQL; conftest empties
+    the run's schema after the test."""
     app = create_app(pg_config(tmp_path, pg_migrated["schema"]), instance_path=str(tmp_path / "instance"))
     with app.app_context():
         yield app
-        empty_tables()
+        db.session.remove()
+        db.engine.dispose()
 
 
 def test_migrations_reach_head_without_drift(pg_migrated):

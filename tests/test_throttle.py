@@ -104,15 +104,19 @@ def test_successful_usernames_do_not_count_as_spraying(app, make_user, config_ov
 
 def test_two_workers_on_one_database_share_the_count(app, tmp_path, config_overrides, make_user):
     """A second app on the same database stands for another gunicorn worker or host."""
-    user = make_user()
+    # Read once: `user.username` in the second app's context would reload the expired row
+    # through the first app's session on the second app's engine, leaving that connection
+    # checked out past the dispose below (psycopg warns of it; sqlite3 is silent).
+    username = make_user().username
     second = create_app({**base_config(tmp_path), **config_overrides}, instance_path=str(tmp_path / "second"))
-    sign_in(user.username)
+    sign_in(username)
     with second.app_context():
-        sign_in(user.username)
-    sign_in(user.username)
+        sign_in(username)
+    sign_in(username)
     with second.app_context():
         with pytest.raises(TooManyRequests):
-            sign_in(user.username)
+            sign_in(username)
+        db.session.remove()
         db.engine.dispose()
 
 

@@ -87,6 +87,7 @@ def test_a_tscharts_image_by_staff_is_visible_as_a_document(client, chart, make_
     assert db.session.get(StoredFile, created["id"]).visible is True
 
 
+@pytest.mark.sqlite_only("writes revision-0006 rows as SQLite holds them (see test_migration_0005)")
 def test_migration_0007_carries_shared_over_to_visible(tmp_path):
     """`shared` becomes `visible`: a patient's own uploads, documents and pictures are visible;
     staff visit attachments and consents only if they were shared. And back again."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import Model
@@ -23,6 +23,8 @@ class Account(Model):
 
 class User(UserMixin, Model):
     __tablename__ = "users"
+    # The patient directory's order (accounts.find_patients): a page without reading the clinic.
+    __table_args__ = (Index("ix_users_directory", "account_id", "role", "full_name", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)

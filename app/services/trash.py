@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from app.errors import NotFound
 from app.extensions import db
@@ -40,6 +41,8 @@ def list_deleted(actor: User, patient: User) -> list[StoredFile]:
         StoredFile.deleted_at.is_not(None), StoredFile.deleted_at > _retention_cutoff(),
         StoredFile.purged_at.is_(None),
     ).order_by(StoredFile.deleted_at.desc(), StoredFile.id.desc())
+    # The page names who deleted each file and its visit: in this statement, not one per row.
+    query = query.options(joinedload(StoredFile.deleted_by), joinedload(StoredFile.visit))
     if actor.is_patient:
         query = query.where(StoredFile.deleted_by_id == actor.id)
     return [row for row in db.session.scalars(query) if access.can(actor, row, Action.RESTORE)]

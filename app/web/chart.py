@@ -8,6 +8,7 @@ from app.errors import BadRequest, Conflict
 from app.models import Category, TargetType
 from app.services import accounts, files
 from app.services.files import Target
+from app.web.display import preload_avatars
 from app.web.documents import page_size, upload_form, visit_groups
 from app.web.forms import ConfirmForm, VisitForm
 from app.web.navigation import here, page_number
@@ -21,6 +22,7 @@ def patients():
     """The clinic's patients, with a search box (name, username or email)."""
     query = (request.args.get("q") or "").strip()
     listing = accounts.find_patients(current_user, query, page_number(), page_size())
+    preload_avatars(listing.items)
     return render_template("patients.html", listing=listing, query=query)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Flask
+from flask import Flask, has_request_context, request
 from flask_login import current_user
 
 from app.models import Action, StoredFile, User
@@ -122,8 +122,24 @@ def needs_reason(row: StoredFile) -> bool:
 
 
 def avatar_url(user: User) -> str | None:
-    row = files.current_avatar(user)
+    cache = _avatars()
+    if user.id not in cache:
+        cache[user.id] = files.current_avatar(user)
+    row = cache[user.id]
     return view_url(row, _viewer(), size=AVATAR_BOX) if row else None
+
+
+def preload_avatars(users: list[User]) -> None:
+    """Find the avatars of everyone a page lists in one query, not one per person (N+1)."""
+    found = files.current_avatars(users)
+    _avatars().update({user.id: found.get(user.id) for user in users})
+
+
+def _avatars() -> dict[int, StoredFile | None]:
+    """This request's avatar lookups (kept in the request: `g` may outlive it in tests)."""
+    if not has_request_context():
+        return {}
+    return request.environ.setdefault("chartbox.avatars", {})
 
 
 def initials(user: User) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 from urllib.parse import urlencode
 
@@ -24,8 +23,7 @@ _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def password_checks(live: LiveApp) -> int:
-    with sqlite3.connect(live.tmp / "chartbox.db") as conn:
-        return conn.execute("SELECT count(*) FROM audit_events WHERE action = 'sign_in'").fetchone()[0]
+    return live.scalar("SELECT count(*) FROM audit_events WHERE action = 'sign_in'")
 
 
 def page_form(live: LiveApp, source: str = ATTACKER) -> tuple[str, str]:

@@ -9,7 +9,6 @@ stored. Meanwhile the probe (an ordinary patient on another address) keeps worki
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 import time
 from urllib.parse import urlencode
@@ -27,8 +26,7 @@ _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def stored_files(live: LiveApp) -> int:
-    with sqlite3.connect(live.tmp / "chartbox.db") as conn:
-        return conn.execute("SELECT count(*) FROM stored_files").fetchone()[0]
+    return live.scalar("SELECT count(*) FROM stored_files")
 
 
 def test_an_upload_flood_from_one_token_is_refused_with_429s_and_nobody_notices(tmp_path):
