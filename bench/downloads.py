@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +25,23 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests"), str(HERE)]
 
 from http_common import BareApp, LiveApp, Table, link_path, machine, median, upload, wrk  # noqa: E402
+
+
+def worker_cpu(pids: list[int]) -> float:
+    """Seconds of CPU (user + system) the processes have used, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def loaded(url: str, pids: list[int], seconds: float, connections: int):
+    """wrk against `url`, and the servers' worker CPU per request it served (ms)."""
+    before = worker_cpu(pids)
+    result = wrk(url, seconds, connections)
+    return result, (worker_cpu(pids) - before) * 1000 / max(result.requests, 1)
 
 
 def small_jpeg() -> bytes:
@@ -53,10 +71,12 @@ def main() -> None:
             with BareApp(Path(tmp) / "bare", blob, "image/jpeg") as bare:
                 for url in (bare.url("/file"), link):  # warm both (imports, caches, pools)
                     wrk(url, 2, args.connections)
-                ratios, refs, subs = [], [], []
+                ratios, refs, subs, ref_cpu, sub_cpu = [], [], [], [], []
                 for _ in range(args.rounds):
-                    ref = wrk(bare.url("/file"), args.seconds, args.connections)
-                    sub = wrk(link, args.seconds, args.connections)
+                    ref, cpu = loaded(bare.url("/file"), bare.worker_pids(), args.seconds, args.connections)
+                    ref_cpu.append(cpu)
+                    sub, cpu = loaded(link, live.worker_pids(), args.seconds, args.connections)
+                    sub_cpu.append(cpu)
                     if sub.errors or ref.errors:
                         raise SystemExit(f"errors: reference {ref.errors}, Chartbox {sub.errors}\n{sub.output}")
                     refs.append(ref)
@@ -70,6 +90,8 @@ def main() -> None:
     table.row("the same, Chartbox p50 / p99 ms", f"{median([r.latency.get(50, 0) for r in refs]) * 1000:.1f} / "
               f"{median([r.latency.get(99, 0) for r in refs]) * 1000:.1f}",
               f"{median([s.latency.get(50, 0) for s in subs]) * 1000:.1f} / {p99:.1f}", None, "—", None)
+    table.row("the same, worker CPU per request (ms, user + system from /proc)",
+              f"{median(ref_cpu):.2f}", f"{median(sub_cpu):.2f}", median(ref_cpu) / median(sub_cpu), "—", None)
     table.print("### A small download (`bench/downloads.py`)")
     print(f"Per-round ratios: {', '.join(f'{r:.2f}' for r in ratios)}. {machine(args.seconds)}")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import Model
@@ -18,6 +18,9 @@ class StoredFile(Model):
     __table_args__ = (
         Index("ix_stored_files_target_listing", "target_type", "target_id", "deleted_at", "created_at"),
         Index("ix_stored_files_visible_listing", "patient_id", "visible", "deleted_at"),
+        # A chart's live files newest first, walked in order and stopped after the page (0012).
+        Index("ix_stored_files_live_chart", "account_id", "target_type", "target_id", "created_at", "id",
+              postgresql_where=text("deleted_at IS NULL"), sqlite_where=text("deleted_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)  # integer-addressed dialects use this
