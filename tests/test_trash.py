@@ -285,3 +285,20 @@ def test_shares_count_too(client, people, make_file, make_visit, category):
     files.set_visible(people["provider"], Origin.cli(), row.public_id, True)  # no change, no new version
     db.session.refresh(row)
     assert row.version == 2 and row.visible is True
+
+
+def test_a_rename_is_answered_200_even_when_a_delete_commits_right_after_it(client, people, make_file, monkeypatch):
+    """The answer describes the renamed row; a delete committed between the rename's commit and
+    the answer (another request) must not turn a rename that happened into a 404."""
+    own = make_file(people["patient"], "notes.txt")
+    real_rename = files.rename
+
+    def rename_then_another_request_deletes(*args, **kwargs):
+        row = real_rename(*args, **kwargs)
+        files.delete(people["patient"], Origin.cli(), own.public_id)
+        return row
+
+    monkeypatch.setattr(files, "rename", rename_then_another_request_deletes)
+    resp = client.post(f"/api_v3/files/{own.public_id}", headers=people["patient_api"], data={"name": "after.txt"})
+    assert resp.status_code == 200 and resp.json["data"]["name"] == "after.txt"
+    assert len(events(own, "rename")) == 1 and len(events(own, "delete")) == 1

@@ -125,11 +125,16 @@ def rename_file(file_id: str):
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise BadRequest("Send the new name in a field named 'name'.")
     flag = None if visible is None else _visible_flag(visible)  # parsed before anything changes
+    row = None
     if name is not None:
-        files.rename(g.actor, g.origin, file_id, name, expected_version=_expected_version())
+        row = files.rename(g.actor, g.origin, file_id, name, expected_version=_expected_version())
     if flag is not None:
-        files.set_visible(g.actor, g.origin, file_id, flag)
-    return one_file(files.get_file(g.actor, file_id))
+        row = files.set_visible(g.actor, g.origin, file_id, flag)
+    if row is None:  # neither was sent; refused above already
+        raise BadRequest("Send the new name in a field named 'name' (or visible=true|false).")
+    # The changed row itself, not a fresh lookup: a delete committed just after this change
+    # must not turn the answer to a rename that happened into a 404.
+    return one_file(row)
 
 
 def _visible_flag(value: object) -> bool:
