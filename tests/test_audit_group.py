@@ -29,6 +29,21 @@ def loaded(row, patient) -> None:
             getattr(obj, name)
 
 
+def together(group, target, n: int) -> None:
+    """Run `target` in `n` threads that all arrive while a batch of `group` is committing (its
+    writer's lock held), so they go into the next batch together; wait for them to finish."""
+    with group.writing:
+        threads = [threading.Thread(target=target) for _ in range(n)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(group.pending) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(group.pending) == n
+    for t in threads:
+        t.join(10)
+
+
 def commits_counter(engine):
     counted = {"n": 0}
 
@@ -86,16 +101,7 @@ def test_events_waiting_while_a_batch_commits_go_in_the_next_one_together(app, m
                 errors.append(exc)
 
     counted, stop = commits_counter(db.engine)
-    with group.writing:  # a batch is committing: the next five arrive meanwhile
-        threads = [threading.Thread(target=read) for _ in range(5)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 10
-        while len(group.pending) < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(group.pending) == 5
-    for t in threads:
-        t.join(10)
+    together(group, read, 5)  # a batch is committing: the next five arrive meanwhile
     stop()
     assert not errors
     assert counted["n"] == 1  # the five share one transaction
@@ -146,15 +152,7 @@ def test_a_failed_group_commit_fails_every_read_in_it_and_writes_none(app, make_
             except Exception as exc:  # noqa: BLE001 - what each reader saw
                 errors.append(exc)
 
-    with group.writing:
-        threads = [threading.Thread(target=read) for _ in range(3)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 10
-        while len(group.pending) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    for t in threads:
-        t.join(10)
+    together(group, read, 3)
     assert len(errors) == 3 and all(isinstance(e, sa.exc.SQLAlchemyError) for e in errors)
     db.session.expire_all()
     assert view_count() == before

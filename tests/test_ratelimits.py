@@ -7,12 +7,12 @@ small limits, against the database store (the default) and memory:// alike.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
 from conftest import base_config
 from sqlalchemy import select
+from test_audit_group import together
 from test_services_postgres import pg_migrated, pg_schema  # noqa: F401 — reused for the PostgreSQL tests
 
 from app import create_app
@@ -318,15 +318,7 @@ def test_concurrent_hits_each_see_their_own_count_as_if_one_after_another(app, s
     storage = app.extensions[LIMITER_KEY].storage
     seen: list[int] = []
     group = storage._adds
-    with group.writing:  # a batch is committing: these 12 arrive meanwhile and go in together
-        threads = [threading.Thread(target=lambda: seen.append(storage.incr("together", 60))) for _ in range(12)]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 10
-        while len(group.pending) < 12 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    for thread in threads:
-        thread.join(10)
+    together(group, lambda: seen.append(storage.incr("together", 60)), 12)  # all in one batch
     assert sorted(seen) == list(range(1, 13)) and storage.get("together") == 12
     assert storage.incr("together", 60) == 13
 
