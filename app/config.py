@@ -28,7 +28,7 @@ class Defaults:
     # a short-lived URL; s3 only).
     DOWNLOADS = "stream"
     X_ACCEL_PREFIX = "/_chartbox_blobs/"  # nginx's internal location aliasing STORAGE_ROOT (x-accel)
-    OFFLOAD_VERIFIED_FOR = 3600  # s a large blob this process hashed (same inode, size, mtime) is not re-hashed
+    OFFLOAD_VERIFIED_FOR = 3600  # s a large blob this process hashed (same inode, size, mtime) is sent unhashed
     PRESIGNED_TTL = 60  # s a presigned GET works: the browser follows the redirect at once
     UPLOAD_MAX_BYTES = 25 * MIB  # 26,214,400 bytes, the largest accepted file
     # Multipart overhead on top of the file; Werkzeug answers 413 past this before reading on.

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import sample
 from sqlalchemy import select
+from werkzeug.wsgi import FileWrapper
 
 from app.extensions import db
 from app.models import AuditEvent, Channel, StoredFile
@@ -265,3 +266,68 @@ def test_dialects_that_inline_bytes_refuse_a_damaged_file(app, client, patient, 
     assert resp.headers["Retry-After"]
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.file_id == row.id, AuditEvent.action == "view"))
     assert event.detail["integrity"] == "mismatch"
+
+
+# -- a large file hashed whole lately is sent as the plain file (sendfile) -------------------------
+
+def view_as_a_server(client, row: StoredFile, **kwargs):
+    """A view with a server's own `wsgi.file_wrapper` (gunicorn's sendfile()s what it is handed
+    when that has a file descriptor); the response and the object the body is sent from."""
+    handed: list = []
+
+    class ServerFileWrapper(FileWrapper):
+        def __init__(self, filelike, buffer_size: int = 8192):
+            super().__init__(filelike, buffer_size)
+            handed.append(filelike)
+
+    resp = client.get(path_of(row), buffered=False, environ_overrides={"wsgi.file_wrapper": ServerFileWrapper},
+                      **kwargs)
+    return resp, handed[0]
+
+
+def test_a_large_file_read_whole_and_intact_is_then_sent_as_a_plain_file(app, client, large):
+    first, source = view_as_a_server(client, large)
+    assert isinstance(source, VerifiedStream)  # checked as it streams
+    assert b"".join(first.response) == BIG
+    first.close()
+    second, source = view_as_a_server(client, large)
+    try:  # a real file now: a server may sendfile() it, the hash of the first view covers it
+        assert not isinstance(source, VerifiedStream) and source.fileno() >= 0
+        assert b"".join(second.response) == BIG
+    finally:
+        second.close()
+    ranged = client.get(path_of(large), headers={"Range": "bytes=4000-5999"})
+    assert ranged.status_code == 206 and ranged.data == BIG[4000:6000]
+    assert len(view_events(large)) == 3 and mismatch_events(large) == []
+
+
+def test_a_view_cut_off_before_the_end_proves_nothing(app, client, large):
+    partial = client.get(path_of(large), buffered=False)
+    next(iter(partial.response))  # the client went away after the first chunk
+    partial.close()
+    again, source = view_as_a_server(client, large)
+    again.close()
+    assert isinstance(source, VerifiedStream)
+
+
+def test_a_changed_blob_is_checked_again_after_an_intact_view(app, client, large, caplog):
+    whole = client.get(path_of(large))
+    assert whole.data == BIG
+    flip_a_byte(app, large, len(BIG) // 2)  # a write: a new mtime, so not the blob that was hashed
+    resp, source = view_as_a_server(client, large)
+    try:
+        assert isinstance(source, VerifiedStream)
+        with pytest.raises(DamagedFile):
+            for _ in resp.response:
+                pass
+    finally:
+        resp.close()
+    assert len(mismatch_events(large)) == 1
+
+
+def test_offload_verified_for_zero_checks_every_view(app, client, large):
+    app.config["OFFLOAD_VERIFIED_FOR"] = 0
+    assert client.get(path_of(large)).data == BIG
+    resp, source = view_as_a_server(client, large)
+    resp.close()
+    assert isinstance(source, VerifiedStream)

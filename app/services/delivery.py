@@ -45,7 +45,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import cast
+from typing import BinaryIO, cast
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, current_app
@@ -110,17 +110,35 @@ def offload_original(row: StoredFile, origin: Origin, attachment: bool = False) 
 def _verified_accel_path(row: StoredFile, origin: Origin) -> str:
     """X-Accel-Redirect's URI for a blob whose bytes match the row (hashed now, or lately)."""
     key = check_key(row.storage_key)
-    cache = _cache(current_app)
     with get_storage().open(key) as blob:  # the filesystem's own file: fstat names what was hashed
-        st = os.fstat(blob.fileno())
-        if st.st_size != row.size:
-            raise damaged(row, origin, f"the blob has {st.st_size} bytes, the row says {row.size}")
-        identity = (key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, row.sha256)
-        if not cache.fresh(identity, current_app.config["OFFLOAD_VERIFIED_FOR"]):
+        identity = blob_identity(row, blob)
+        assert identity is not None  # config.py allows x-accel with the filesystem only
+        if identity[3] != row.size:
+            raise damaged(row, origin, f"the blob has {identity[3]} bytes, the row says {row.size}")
+        if not recently_verified(current_app, identity):
             if hashlib.file_digest(cast(io.BufferedReader, blob), "sha256").hexdigest() != row.sha256:
                 raise damaged(row, origin, "sha256 mismatch (checked before x-accel)")
-            cache.remember(identity)
+            remember_verified(current_app, identity)
     return current_app.config["X_ACCEL_PREFIX"] + key
+
+
+def blob_identity(row: StoredFile, blob: BinaryIO) -> tuple | None:
+    """What names an open blob's exact bytes for VerifiedBlobs: (key, device, inode, size,
+    mtime_ns, expected sha256); None for a storage whose blobs are no local file (S3)."""
+    try:
+        st = os.fstat(blob.fileno())
+    except (AttributeError, OSError, ValueError):  # no file descriptor (io.UnsupportedOperation is both)
+        return None
+    return (row.storage_key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, row.sha256)
+
+
+def recently_verified(app: Flask, identity: tuple) -> bool:
+    """Whether this process hashed that very blob and found it intact within OFFLOAD_VERIFIED_FOR."""
+    return _cache(app).fresh(identity, app.config["OFFLOAD_VERIFIED_FOR"])
+
+
+def remember_verified(app: Flask, identity: tuple) -> None:
+    _cache(app).remember(identity)
 
 
 def _presigned_url(row: StoredFile, origin: Origin, attachment: bool) -> str:

@@ -18,6 +18,11 @@ bytes and only their size is compared. delivery.py says exactly what each checks
   wrong file. The mismatch is logged and audited in a transaction of its own. A Range request
   reads only part of the file, so it cannot be checked against the whole-file hash: it is
   sent unchecked (unless the file is small enough to be checked first);
+- a large file on local disk that this process hashed whole and found intact (streamed to its
+  end, or before an x-accel offload) within OFFLOAD_VERIFIED_FOR, with the same inode, size and
+  mtime (delivery.VerifiedBlobs), is sent as the plain file, so gunicorn can sendfile() it, and
+  a Range request of it is covered by that hash; what this leaves unchecked is the damage
+  delivery.py names for x-accel (bits changed in place, mtime kept, within that window);
 - a rendition (a PNG behind `size=` or `preview=`, see renditions.py) is made only from a
   source checked first; the stored PNG itself has no recorded hash and is served as stored.
 
@@ -173,8 +178,13 @@ def _open_original(row: StoredFile, origin: Origin) -> BinaryIO:
         if stored != row.size:
             raise _damaged(row, origin, f"the blob has {stored} bytes, the row says {row.size}")
         if row.size > current_app.config["VERIFY_BEFORE_SEND_BYTES"]:
-            handed_over = True  # the VerifiedStream owns (and closes) it now
-            return cast(BinaryIO, VerifiedStream(stream, row.size, row.sha256, _reporter(row, origin)))
+            handed_over = True  # the response (or the VerifiedStream) owns and closes it now
+            app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+            identity = delivery.blob_identity(row, stream)
+            if identity is not None and delivery.recently_verified(app, identity):
+                return stream  # a file hashed whole lately: the server may sendfile() it
+            intact = (lambda: delivery.remember_verified(app, identity)) if identity else None
+            return cast(BinaryIO, VerifiedStream(stream, row.size, row.sha256, _reporter(row, origin), intact))
         data = _read_exactly(stream, row.size)
     finally:
         if not handed_over:
@@ -228,12 +238,15 @@ class VerifiedStream(io.RawIOBase):
     blob) shows a digest other than `sha256`, `report` is called and DamagedFile raised in
     place of that last chunk, and on every read after. A seek away from the position read so
     far (a Range request) turns checking off: a part cannot be checked against the whole.
+    `intact` is called once the whole file has been read and matched.
     No `fileno`, so a server cannot sendfile() around the check.
     """
 
-    def __init__(self, raw: BinaryIO, size: int, sha256: str, report: Callable[[str], None]):
+    def __init__(self, raw: BinaryIO, size: int, sha256: str, report: Callable[[str], None],
+                 intact: Callable[[], None] | None = None):
         super().__init__()
         self._raw, self._size, self._expected, self._report = raw, size, sha256, report
+        self._intact = intact
         self._digest = hashlib.sha256()
         self._pos = 0
         self._hashed = 0
@@ -278,6 +291,8 @@ class VerifiedStream(io.RawIOBase):
     def _verify(self) -> None:
         if self._pos == self._size and self._digest.hexdigest() == self._expected:
             self._checking = False  # checked; further reads are past the end
+            if self._intact is not None:
+                self._intact()
             return
         self._failed = True
         why = (f"sha256 mismatch after {self._pos} bytes" if self._pos == self._size
