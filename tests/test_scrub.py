@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import random
+import struct
+import tracemalloc
+import zlib
+from pathlib import Path
 
 import pytest
 from PIL import Image, PngImagePlugin
@@ -11,6 +17,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Role, StoredFile
+from app.services.scrub import NotScrubbable, _jpeg, strip_metadata
+from app.services.validation import JPEG, PNG
 from app.storage import get_storage
 
 GPS_IFD, MAKER_NOTE, ORIENTATION = 0x8825, 0x927C, 0x0112
@@ -67,6 +75,143 @@ def test_the_scrubber_keeps_the_orientation():
     assert dict(cleaned.getexif()) == {ORIENTATION: 6}
     upright = Image.open(io.BytesIO(_jpeg(tagged_jpeg(orientation=1))))
     assert dict(upright.getexif()) == {}
+
+
+# -- Large files: streamed, never read whole -------------------------------------------------------
+
+MIB = 1024 * 1024
+GPS = {1: "N", 2: (52.0, 31.0, 12.5), 3: "E", 4: (13.0, 24.0, 36.0)}
+
+
+def noise(mode: str, size: tuple[int, int]) -> Image.Image:
+    """Incompressible pixels, fast to make (effect_noise takes a second per 12 MP)."""
+    return Image.frombytes(mode, size, random.Random(7).randbytes(size[0] * size[1] * len(mode)))
+
+
+def large_jpeg() -> bytes:
+    """A 12 MP photo at quality 95 (about 12 MB) carrying GPS, a maker note and a comment."""
+    size = (4000, 3000)
+    gradient, grain = Image.linear_gradient("L").resize(size), noise("L", size)
+    im = Image.merge("RGB", (gradient, grain, Image.blend(gradient, grain, 0.3)))
+    exif = Image.Exif()
+    exif[0x010F], exif[ORIENTATION], exif[MAKER_NOTE], exif[GPS_IFD] = "PhoneCo", 8, b"serial=ABC123", GPS
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=95, exif=exif, comment=b"taken at home")
+    return out.getvalue()
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, pos = [], 8
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunks.append((kind, data[pos + 8:pos + 8 + length]))
+        pos += 12 + length
+    return chunks
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def large_png() -> bytes:
+    """A 5.4 MB PNG whose image data is one IDAT chunk (Pillow writes 64 KiB ones), with text
+    chunks before and after it."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Location", "52.52 N, 13.41 E")
+    out = io.BytesIO()
+    noise("RGB", (1500, 1200)).save(out, "PNG", pnginfo=info, compress_level=1)
+    chunks = png_chunks(out.getvalue())
+    idat = b"".join(body for kind, body in chunks if kind == b"IDAT")
+    before = [png_chunk(kind, body) for kind, body in chunks if kind not in (b"IDAT", b"IEND")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(before) + png_chunk(b"IDAT", idat) + \
+        png_chunk(b"tEXt", b"Comment\x00kitchen") + png_chunk(b"IEND", b"")
+
+
+def pixels(path) -> bytes:
+    with Image.open(path) as im:
+        return im.tobytes()
+
+
+def exif_and_info(path) -> tuple[dict, dict]:
+    with Image.open(path) as im:
+        return dict(im.getexif()), im.info
+
+
+def scrub_traced(path) -> tuple[str | None, int]:
+    """strip_metadata's result and the peak of Python memory it allocated."""
+    tracemalloc.start()
+    try:
+        out = strip_metadata(str(path), JPEG if str(path).endswith(".jpg") else PNG)
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_large_photo_is_scrubbed_in_bounded_memory(tmp_path):
+    original = tmp_path / "big.jpg"
+    original.write_bytes(large_jpeg())
+    assert original.stat().st_size > 5 * MIB and GPS_IFD in exif_and_info(original)[0]
+    out, peak = scrub_traced(original)
+    assert peak < 4 * MIB  # a copy buffer and a segment, not the file (was 3x its size)
+    assert sorted(os.listdir(tmp_path)) == sorted(["big.jpg", os.path.basename(out)])
+    exif, info = exif_and_info(out)
+    assert exif == {ORIENTATION: 8} and "comment" not in info
+    assert pixels(out) == pixels(original)
+    stored = Path(out).read_bytes()
+    assert b"PhoneCo" not in stored and b"serial=ABC123" not in stored and b"taken at home" not in stored
+    assert strip_metadata(out, JPEG) is None  # nothing left to drop: the orientation block stays as it is
+
+
+def test_a_large_png_is_scrubbed_in_bounded_memory(tmp_path):
+    original = tmp_path / "big.png"
+    original.write_bytes(large_png())
+    assert max(len(body) for kind, body in png_chunks(original.read_bytes()) if kind == b"IDAT") > 5 * MIB
+    out, peak = scrub_traced(original)
+    assert peak < 4 * MIB
+    stored = Path(out).read_bytes()
+    assert [kind for kind, _ in png_chunks(stored)] == [
+        kind for kind, _ in png_chunks(original.read_bytes()) if kind != b"tEXt"]
+    assert pixels(out) == pixels(original)
+    assert b"Location" not in stored and b"kitchen" not in stored
+    assert strip_metadata(out, PNG) is None
+
+
+def test_files_with_nothing_to_drop_get_no_copy(tmp_path):
+    from conftest import sample
+
+    for name, data, kind in [("photo.jpg", sample("photo.jpg"), JPEG),
+                             ("scrubbed.jpg", _jpeg(tagged_jpeg(orientation=6)), JPEG)]:
+        (tmp_path / name).write_bytes(data)
+        assert strip_metadata(str(tmp_path / name), kind) is None
+    plain = io.BytesIO()
+    Image.effect_noise((40, 30), 40).save(plain, "PNG")
+    (tmp_path / "plain.png").write_bytes(plain.getvalue())
+    assert strip_metadata(str(tmp_path / "plain.png"), PNG) is None
+    assert sorted(os.listdir(tmp_path)) == ["photo.jpg", "plain.png", "scrubbed.jpg"]
+
+
+def test_cut_short_files(tmp_path):
+    """Cut inside the scan data, a photo is still scrubbed (its data copied as far as it goes);
+    cut inside a marker or a PNG chunk, it does not parse and no copy is left behind."""
+    data = tagged_jpeg()
+    scan = data.index(b"\xff\xda")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[:-500])
+    out = strip_metadata(str(cut), JPEG)
+    assert out is not None and Path(out).read_bytes() == _jpeg(data)[:-500]
+    os.unlink(out)
+    exif = data.index(b"\xff\xe1")
+    for end in (exif + 1, exif + 3, scan + 3):  # after a fill byte, in a length, in SOS's length
+        cut.write_bytes(data[:end])
+        with pytest.raises(NotScrubbable):
+            strip_metadata(str(cut), JPEG)
+    png = tagged_png()
+    idat = png.index(b"IDAT")
+    for end in (idat + 10, len(png) - 1, 3):
+        (tmp_path / "cut.png").write_bytes(png[:end])
+        with pytest.raises(NotScrubbable):
+            strip_metadata(str(tmp_path / "cut.png"), PNG)
+    assert sorted(os.listdir(tmp_path)) == ["cut.jpg", "cut.png"]
 
 
 @pytest.fixture

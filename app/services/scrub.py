@@ -6,14 +6,18 @@ profile and Adobe's colour-transform marker stay (they change how pixels decode)
 orientation is kept in a minimal EXIF block of its own, so a phone photo still stands upright.
 The compressed image data is copied byte for byte. PNG: text chunks (tEXt, zTXt, iTXt), eXIf
 and tIME are dropped; every other chunk is copied as it is.
+
+The file is streamed, never read whole: a worker holds at most one JPEG segment (64 KiB) and
+one copy buffer, whatever the photo's size.
 """
 from __future__ import annotations
 
+import io
 import os
 import struct
 import tempfile
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, TypeAlias
 
 from app.services.validation import JPEG, PNG
 
@@ -23,6 +27,10 @@ _PNG_DROP = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
 _JPEG_KEEP_APP = {0xE0, 0xE2, 0xEE}
 _SOS, _COM, _APP1 = 0xDA, 0xFE, 0xE1
 ORIENTATION_TAG = 0x0112
+_CHUNK = 1024 * 1024  # the copy buffer for image data
+
+#: A piece of a cleaned copy: bytes to write, or a count of the source's next bytes, copied as they are.
+Piece: TypeAlias = "bytes | int"
 
 
 class NotScrubbable(Exception):
@@ -37,76 +45,128 @@ def strip_metadata(path: str, media_type: str) -> str | None:
     """
     if media_type not in (JPEG, PNG):
         return None
-    with open(path, "rb") as source:
-        data = source.read()
-    cleaned = _jpeg(data) if media_type == JPEG else _png(data)
-    if cleaned == data:
-        return None
-    fd, out = tempfile.mkstemp(dir=os.path.dirname(path), prefix="upload-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(cleaned)
-    except BaseException:
-        os.unlink(out)  # never a partial copy left behind
-        raise
+    pieces = _jpeg_pieces if media_type == JPEG else _png_pieces
+    with open(path, "rb") as source, open(path, "rb") as original:
+        # A first pass writes nothing and reads only the headers: a file that does not parse
+        # fails before any copy exists, and one with nothing to drop gets none.
+        if _unchanged(pieces(source), source, original):
+            return None
+        source.seek(0)
+        fd, out = tempfile.mkstemp(dir=os.path.dirname(path), prefix="upload-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                _write(pieces(source), source, fh)
+        except BaseException:
+            os.unlink(out)  # never a partial copy left behind
+            raise
     return out
 
 
-def _png(data: bytes) -> bytes:
-    if not data.startswith(_PNG_SIGNATURE):
+def _unchanged(pieces: Iterator[Piece], source: IO[bytes], original: IO[bytes]) -> bool:
+    """Whether the copy `pieces` make of `source` would be `original` byte for byte.
+
+    Copied runs are skipped, not read: a run matches when it lands at the offset it came from.
+    Elsewhere, it follows a dropped or the added orientation segment, and the copy's length
+    differs anyway: the JPEG's one run goes to the end, and PNG only drops.
+    """
+    same = True
+    for piece in pieces:  # to the end even once different: the rest must still parse
+        if isinstance(piece, int):
+            same = same and original.tell() == source.tell()
+            source.seek(piece, os.SEEK_CUR)
+            original.seek(piece, os.SEEK_CUR)
+        elif same:
+            same = original.read(len(piece)) == piece
+    return same and original.read(1) == b""
+
+
+def _write(pieces: Iterator[Piece], source: io.BufferedIOBase, out: IO[bytes]) -> None:
+    buffer = memoryview(bytearray(_CHUNK))
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            out.write(piece)
+            continue
+        while piece:
+            got = source.readinto(buffer[:min(piece, _CHUNK)])
+            if not got:
+                raise NotScrubbable("the file got shorter while it was copied")
+            out.write(buffer[:got])
+            piece -= got
+
+
+def _remaining(fh: IO[bytes]) -> int:
+    here = fh.tell()
+    end = fh.seek(0, os.SEEK_END)
+    fh.seek(here)
+    return end - here
+
+
+def _png_pieces(source: IO[bytes]) -> Iterator[Piece]:
+    """The signature, then each kept chunk's header and a run of its data and CRC, up to IEND
+    (anything after it is left out)."""
+    if source.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
         raise NotScrubbable("not a PNG")
-    out, pos = [_PNG_SIGNATURE], len(_PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length = struct.unpack(">I", data[pos:pos + 4])[0]
-        kind = data[pos + 4:pos + 8]
-        end = pos + 12 + length
-        if end > len(data):
+    yield _PNG_SIGNATURE
+    left = _remaining(source)
+    while len(head := source.read(8)) == 8:
+        length, kind = struct.unpack(">I", head[:4])[0], head[4:]
+        left -= 8 + length + 4
+        if left < 0:
             raise NotScrubbable("truncated PNG chunk")
-        if kind not in _PNG_DROP:
-            out.append(data[pos:end])
-        pos = end
+        if kind in _PNG_DROP:
+            source.seek(length + 4, os.SEEK_CUR)
+        else:
+            yield head
+            yield length + 4
         if kind == b"IEND":
             break
-    return b"".join(out)
 
 
-def _jpeg_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(marker, whole segment bytes) up to and including SOS, then (SOS, the rest verbatim)."""
-    if not data.startswith(b"\xff\xd8"):
-        raise NotScrubbable("not a JPEG")
-    pos = 2
-    while pos < len(data):
-        if data[pos] != 0xFF:
+def _jpeg_segments(source: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(marker, whole segment) after SOI up to and including SOS; `source` is then where the
+    entropy-coded data starts (or at its end: a file cut short ends the segments)."""
+    while byte := source.read(1):
+        if byte != b"\xff":
             raise NotScrubbable("bad JPEG marker")
-        while pos < len(data) and data[pos] == 0xFF:  # fill bytes
-            pos += 1
-        marker = data[pos]
-        pos += 1
+        while byte == b"\xff":  # fill bytes
+            byte = source.read(1)
+        if not byte:
+            raise NotScrubbable("truncated JPEG marker")
+        marker = byte[0]
         if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
-            yield marker, bytes([0xFF, marker])
+            yield marker, b"\xff" + byte
             continue
-        length = struct.unpack(">H", data[pos:pos + 2])[0]
-        segment = bytes([0xFF, marker]) + data[pos:pos + length]
-        pos += length
+        size = source.read(2)
+        if len(size) < 2 or (length := struct.unpack(">H", size)[0]) < 2:
+            raise NotScrubbable("bad JPEG segment length")
+        yield marker, b"\xff" + byte + size + source.read(length - 2)  # at most 64 KiB
         if marker == _SOS:
-            yield marker, segment + data[pos:]  # entropy-coded data and everything after
             return
-        yield marker, segment
 
 
-def _jpeg(data: bytes) -> bytes:
-    out = [b"\xff\xd8"]
+def _jpeg_pieces(source: IO[bytes]) -> Iterator[Piece]:
+    """SOI, each kept segment, then the scan data and everything after it as one run."""
+    if source.read(2) != b"\xff\xd8":
+        raise NotScrubbable("not a JPEG")
+    yield b"\xff\xd8"
     orientation = None
-    for marker, segment in _jpeg_segments(data):
+    for marker, segment in _jpeg_segments(source):
         if marker == _APP1 and segment[4:10] == b"Exif\x00\x00":
             orientation = _exif_orientation(segment[10:]) or orientation
             continue
         if marker == _COM or (0xE0 <= marker <= 0xEF and marker not in _JPEG_KEEP_APP):
             continue
         if marker == _SOS and orientation and orientation != 1:
-            out.append(_orientation_segment(orientation))
-        out.append(segment)
-    return b"".join(out)
+            yield _orientation_segment(orientation)
+        yield segment
+    yield _remaining(source)
+
+
+def _jpeg(data: bytes) -> bytes:
+    """The cleaned copy of a JPEG held in memory."""
+    source, out = io.BytesIO(data), io.BytesIO()
+    _write(_jpeg_pieces(source), source, out)
+    return out.getvalue()
 
 
 def _exif_orientation(tiff: bytes) -> int | None:
