@@ -16,7 +16,6 @@ ratios hold). A script puts the repository, tests/ and bench/ on sys.path first:
 """
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import os
@@ -26,14 +25,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from live import GUNICORN, ROOT, LiveApp, children, free_port
+from live import GUNICORN, ROOT, LiveApp, children, free_port, http_request, wait_until_up
 
 NGINX = "/usr/sbin/nginx"
 WRK = "/usr/bin/wrk"
@@ -60,18 +58,9 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 # -- servers ---------------------------------------------------------------------------------------
 
-def wait_until_up(port: int, path: str, process: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
-    """Poll http://127.0.0.1:`port``path` until it answers (any status); raise if the server dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            request("127.0.0.1", port, "GET", path, timeout=2)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server did not answer within {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+def _reader(log: Path) -> Callable[[], str]:
+    """What wait_until_up shows when a server does not come up: its log file."""
+    return lambda: log.read_text(errors="replace")
 
 
 class BareApp:
@@ -104,7 +93,7 @@ class BareApp:
                 [str(GUNICORN), "-c", "gunicorn.conf.py", "--no-control-socket", "bench.bare_app:app"],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_until_up(self.port, "/", self.master, self.log_path)
+            wait_until_up(self.master, self.port, "/", _reader(self.log_path))
         except BaseException:
             self.__exit__()
             raise
@@ -176,7 +165,7 @@ http {{
             self.process = subprocess.Popen([NGINX, "-p", str(self.prefix), "-c", str(conf)], stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_until_up(self.port, "/", self.process, log)
+            wait_until_up(self.process, self.port, "/", _reader(log))
         except BaseException:
             self.__exit__()
             raise
@@ -205,14 +194,9 @@ http {{
 
 def request(host: str, port: int, method: str, path: str, body: bytes | None = None,
             headers: dict[str, str] | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
-    """One request on a fresh connection: (status, body)."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    """One request on a fresh connection: (status, body) (tests/live.py's, without the headers)."""
+    status, _, answer = http_request(host, port, method, path, body, headers, timeout)
+    return status, answer
 
 
 def fetch(url: str, timeout: float = 60.0) -> tuple[int, bytes]:

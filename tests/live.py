@@ -8,6 +8,10 @@ records how long each took and whether it failed.
 
 Clients pick their source address on 127.0.0.0/8 (Linux routes all of it to loopback), so a
 probe and an attacker are different clients to per-address limits, as on a real network.
+
+`http_request` (one request on a fresh connection) and `wait_until_up` (poll a server just
+started until it answers) are what every live server here shares: tests/test_nginx.py's nginx,
+tests/test_access_log.py's gunicorn and bench/http_common.py's servers use them too.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -70,6 +75,43 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def http_request(host: str, port: int, method: str, path: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 10.0,
+                 source: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request on a fresh connection, from the address `source` when given: (status,
+    headers with lower-case names, body)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_until_up(process: subprocess.Popen, port: int, path: str, log: Callable[[], str], *,
+                  timeout: float = 30.0, status: int | None = None, source: str | None = None,
+                  name: str = "server", interval: float = 0.1, host: str = "127.0.0.1") -> None:
+    """Poll GET http://`host`:`port``path` until the server just started as `process` answers
+    (with `status` when given, any status otherwise). A refused connection or a garbled answer
+    means "not yet". Raises RuntimeError, with the tail of `log()`, when the process exits
+    first or `timeout` seconds pass; stopping the process is the caller's."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited:\n{log()[-3000:]}")
+        try:
+            answered = http_request(host, port, "GET", path, timeout=2, source=source)[0]
+        except (OSError, http.client.HTTPException):
+            pass
+        else:
+            if status is None or answered == status:
+                return
+        time.sleep(interval)
+    raise RuntimeError(f"{name} did not answer within {timeout} s:\n{log()[-3000:]}")
 
 
 def children(pid: int) -> list[int]:
@@ -168,17 +210,9 @@ class LiveApp:
             self.master = subprocess.Popen(
                 [str(GUNICORN), "-c", "gunicorn.conf.py", "--no-control-socket", "wsgi:app"],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.master.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{self.log()[-3000:]}")
-            try:
-                if self.request("GET", "/login", timeout=2)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not answer within {self.start_timeout} s:\n{self.log()[-3000:]}")
+        wait_until_up(self.master, self.port, "/login", self.log, timeout=self.start_timeout, status=200,
+                      name="gunicorn", host=self.host)
+        return self
 
     def stop(self) -> None:
         from conftest import stop_process_group
@@ -203,13 +237,7 @@ class LiveApp:
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
                 timeout: float = 10.0, source: str | None = None) -> tuple[int, dict[str, str], bytes]:
         """One request on a fresh connection: (status, headers with lower-case names, body)."""
-        conn = self.connection(timeout, source)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-        finally:
-            conn.close()
+        return http_request(self.host, self.port, method, path, body, headers, timeout, source)
 
     def scalar(self, sql: str, **params: Any) -> Any:
         """One value from the server's database (its SQLite file or PostgreSQL schema), e.g. a count."""

@@ -8,7 +8,6 @@ and use every kind of secret; once it has stopped, its whole output is searched 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from conftest import multipart, sample, stop_process_group
 from gunicorn.config import Config
-from live import free_port
+from live import GUNICORN, ROOT, free_port, http_request, wait_until_up
 
 from app.access_log import (
     MASK,
@@ -41,8 +40,6 @@ from app.access_log import (
     mask_url,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-GUNICORN = Path(sys.executable).with_name("gunicorn")
 CODE = "9f2b" * 16  # an auth_code's shape: 64 hex digits
 
 
@@ -327,13 +324,8 @@ class Server:
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+        status, _, answer = http_request("127.0.0.1", self.port, method, path, body, headers)
+        return status, answer
 
     def raw(self, data: bytes) -> bytes:
         """Bytes sent as they are (a malformed request), and what came back."""
@@ -345,15 +337,11 @@ class Server:
             return b"".join(chunks)
 
     def wait_ready(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            assert self.master.poll() is None, self.text()[-4000:]
-            try:
-                if self.request("GET", "/login")[0] == 200:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.1)
-        pytest.fail("gunicorn did not start in time:\n" + self.text()[-4000:])
+        try:
+            wait_until_up(self.master, self.port, "/login", self.text, timeout=deadline - time.monotonic(),
+                          status=200, name="gunicorn")
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
 
     def wait_logged(self, words: list[str], deadline: float) -> None:
         """Until every word is in the log (a worker writes its access line after the response)."""

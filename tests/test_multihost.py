@@ -1,13 +1,16 @@
 """The production topology: two hosts (real gunicorn servers on two ports) sharing ONE
 PostgreSQL schema, ONE S3 bucket (moto's real HTTP server) and ONE Redis, as behind a load
 balancer. Whatever one host does, the other sees: files, signed links, rate limits, the
-sign-in throttle and page sessions, a sign-out or revoke included. Then gunicorn.conf.py's
-production settings: forwarded-header trust that follows TRUSTED_PROXIES, worker recycling,
-and a HUP reload that refuses nothing.
+sign-in throttle and page sessions, a sign-out or revoke included. First each host is asked
+directly on its own port; then both sit behind ONE nginx (tests/test_nginx.py's, with the
+shipped deploy/nginx-chartbox.conf) whose upstream block balances them, and the same holds
+for requests that only ever reach nginx. Then gunicorn.conf.py's production settings:
+forwarded-header trust that follows TRUSTED_PROXIES, worker recycling, and a HUP reload that
+refuses nothing.
 
-Skips (or fails with CHARTBOX_REQUIRE_SERVICES=1) without PostgreSQL, Redis or moto. The
-schema is migrated for the run and dropped after it; Redis keys carry a prefix unique to the
-run and are removed.
+Skips (or fails with CHARTBOX_REQUIRE_SERVICES=1) without PostgreSQL, Redis or moto, and the
+nginx test without nginx. Each two-host test migrates its own schema and drops it after; Redis
+keys carry a prefix unique to the test and are removed.
 """
 from __future__ import annotations
 
@@ -30,12 +33,13 @@ import pytest
 from conftest import multipart, sample, service_unavailable
 from gunicorn.config import Config
 from live import PASSWORD, ROOT, LiveApp
+from test_nginx import CLIENT, Nginx, nginx_binary  # noqa: F401 - the fixture skips/fails without nginx
 from test_storage_contract import s3_endpoint  # noqa: F401 - moto's real S3 server, shared
 from test_throttle_redis import redis_url  # noqa: F401 - skips/fails without Redis
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-BUDGET = 40.0  # seconds for the two-host test, both servers' start included (about 20 on a busy 2-CPU box)
+BUDGET = 40.0  # seconds for each two-host test, the servers' start included (about 20 on a busy 2-CPU box)
 PUBLIC = "http://files.multihost.test"  # the balancer's address: links carry it, whichever host minted them
 READY = {"status": "ready", "database": "ok", "storage": "ok"}
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -86,7 +90,37 @@ def blob_keys(shared: dict) -> set[str]:
     return {item["Key"] for item in page.get("Contents", [])}
 
 
-def api(live: LiveApp, method: str, path: str, token: str, body: bytes | None = None,
+class Balanced:
+    """Requests through nginx, each with a User-Agent of its own, which the host that served it
+    writes in gunicorn's access log (the combined format): so every answer is known to come
+    from one host or the other, and `served` lists which, in order."""
+
+    def __init__(self, nginx: Nginx, hosts: tuple[LiveApp, LiveApp]):
+        self.nginx, self.hosts = nginx, hosts
+        self.served: list[LiveApp] = []
+
+    @property
+    def last(self) -> LiveApp:
+        return self.served[-1]
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+                timeout: float = 20.0) -> tuple[int, dict[str, str], bytes]:
+        tag = f"multihost-{len(self.served)}-{uuid.uuid4().hex[:8]}"
+        answer = self.nginx.request(method, path, body, {**(headers or {}), "User-Agent": tag}, timeout)
+        self.served.append(self._served_by(f'"{tag}"'))
+        return answer
+
+    def _served_by(self, logged: str) -> LiveApp:
+        deadline = time.monotonic() + 10  # a worker writes its access line just after the answer
+        while True:
+            found = [host for host in self.hosts if logged in host.log()]
+            if found or time.monotonic() > deadline:
+                assert len(found) == 1, f"{logged} logged by {[host.tmp.name for host in found]}"
+                return found[0]
+            time.sleep(0.02)
+
+
+def api(live: LiveApp | Balanced, method: str, path: str, token: str, body: bytes | None = None,
         content_type: str | None = None) -> tuple[int, dict, dict]:
     headers = {"X-ApiToken": token, **({"Content-Type": content_type} if content_type else {})}
     status, response_headers, raw = live.request(method, path, body, headers)
@@ -99,27 +133,27 @@ def local(link: str) -> str:
     return link[len(PUBLIC):]
 
 
-def page_form(live: LiveApp) -> tuple[str, str]:
+def page_form(live: LiveApp | Balanced) -> tuple[str, str]:
     """The sign-in form's CSRF token and the cookie it belongs to."""
     status, headers, body = live.request("GET", "/login")
     assert status == 200
     return _CSRF.search(body.decode())[1], headers["set-cookie"].split(";", 1)[0]
 
 
-def page_login(live: LiveApp, form: tuple[str, str], username: str, password: str):
+def page_login(live: LiveApp | Balanced, form: tuple[str, str], username: str, password: str):
     token, cookie = form
     body = urlencode({"csrf_token": token, "username": username, "password": password}).encode()
     return live.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded",
                                                  "Cookie": cookie})
 
 
-def signed_in(live: LiveApp, username: str) -> str:
+def signed_in(live: LiveApp | Balanced, username: str) -> str:
     status, headers, _ = page_login(live, page_form(live), username, PASSWORD)
     assert status == 303, status
     return headers["set-cookie"].split(";", 1)[0]
 
 
-def documents(live: LiveApp, cookie: str) -> tuple[int, dict, bytes]:
+def documents(live: LiveApp | Balanced, cookie: str) -> tuple[int, dict, bytes]:
     return live.request("GET", "/documents", headers={"Cookie": cookie})
 
 
@@ -209,6 +243,83 @@ def test_two_hosts_share_one_database_bucket_and_redis(tmp_path, shared):
         assert revoked.returncode == 0 and "1 session(s)" in revoked.stdout, revoked.stderr[-2000:]
         for host in (a, b):
             assert_signed_out(host, cookie)
+    assert time.monotonic() - started < BUDGET
+
+
+def test_two_hosts_behind_one_nginx(tmp_path, shared, nginx_binary):
+    """Production's front: ONE nginx whose upstream block holds both hosts, the shipped
+    deploy/nginx-chartbox.conf included, and the app trusting that one proxy (TRUSTED_PROXIES=1).
+    nginx's round robin alternates the two request by request, so each step below lands on the
+    host the step it depends on did not: a file uploaded through nginx is listed, viewed,
+    renamed and deleted through nginx by the other host, the signed link one host minted opens
+    on the other, a page session opened on one is used on the other, and one rate limit counts
+    across both. Which host served a request is read from the hosts' own access logs."""
+    started = time.monotonic()
+    settings = {**shared["settings"], "TRUSTED_PROXIES": 1}  # one trusted hop: nginx (deploy/nginx.conf)
+    with (LiveApp(tmp_path / "a", settings, workers=1) as a,
+          LiveApp(tmp_path / "b", settings, workers=1, seed=a.seed) as b,
+          Nginx(tmp_path / "nginx", [a.port, b.port], tmp_path / "no-files") as nginx):  # S3: no x-accel root
+        seed, front = a.seed, Balanced(nginx, (a, b))
+
+        # Both hosts answer behind nginx, in turn.
+        for _ in range(4):
+            assert json.loads(front.request("GET", "/readyz")[2]) == READY
+        first, second = front.served[:2]
+        assert first is not second and front.served == [first, second, first, second]
+
+        # A file uploaded through nginx (its bytes in the shared bucket, none on either host) …
+        before = blob_keys(shared)
+        data = sample("letter.pdf")
+        body, ctype = multipart({"meta.category": "user_document", "meta.target.id": str(seed.patient_id)},
+                                "report.pdf", data)
+        status, _, made = api(front, "POST", "/api_v3/files", seed.provider_token, body, ctype)
+        assert status == 200, made
+        uploader, file_id = front.last, made["data"]["id"]
+        assert len(blob_keys(shared) - before) == 1
+        for host in (a, b):
+            assert not any(p.is_file() for p in (host.tmp / "files").rglob("*"))
+
+        # … is listed by the other host; the link it minted there opens on the uploader's.
+        status, _, listed = api(front, "GET", f"/api_v3/files?target_id={seed.patient_id}", seed.provider_token)
+        minter = front.last
+        assert status == 200 and minter is not uploader
+        link = next(f["fullpath"] for f in listed["data"] if f["id"] == file_id)
+        status, headers, content = front.request("GET", local(link))
+        assert front.last is not minter
+        assert status == 200 and content == data and headers["content-type"] == "application/pdf"
+
+        # Renamed by the other host (the next one sees the new name), deleted by the other host
+        # (the link dies on both).
+        status, _, renamed = api(front, "POST", f"/api_v3/files/{file_id}", seed.provider_token,
+                                 json.dumps({"name": "Renamed behind nginx.pdf"}).encode(), "application/json")
+        renamer = front.last
+        assert status == 200 and renamed["data"]["name"] == "Renamed behind nginx.pdf" and renamer is not uploader
+        status, _, seen = api(front, "GET", f"/api_v3/files/{file_id}", seed.provider_token)
+        assert status == 200 and seen["data"]["name"] == "Renamed behind nginx.pdf" and front.last is not renamer
+        status, _, deleted = api(front, "DELETE", f"/api_v3/files/{file_id}", seed.provider_token)
+        assert status == 200 and front.last is not uploader, deleted
+        assert [front.request("GET", local(link))[0] for _ in range(2)] == [404, 404]
+        assert set(front.served[-2:]) == {a, b}
+
+        # A page session: the form from one host, signed in on the other, its pages on both.
+        cookie = signed_in(front, seed.patient_username)
+        assert set(front.served[-2:]) == {a, b}
+        for _ in range(2):
+            status, _, page = documents(front, cookie)
+            assert status == 200 and b"small.png" in page
+        assert set(front.served[-2:]) == {a, b}
+
+        # Rate limits count across both: RATELIMIT_API_READ is 5 per minute for the patient's token.
+        own = f"/api_v3/files?target_id={seed.patient_id}"
+        assert [api(front, "GET", own, seed.patient_token)[0] for _ in range(5)] == [200] * 5
+        assert set(front.served[-5:]) == {a, b}
+        for _ in range(2):  # then both hosts refuse it
+            status, headers, refused = api(front, "GET", own, seed.patient_token)
+            assert status == 429 and refused["code"] == 429 and 1 <= int(headers["retry-after"]) <= 60
+        assert set(front.served[-2:]) == {a, b}
+
+        # Both hosts believed nginx about the client's address, and nothing else.
+        assert {ip for (ip,) in a.rows("SELECT DISTINCT ip FROM audit_events WHERE ip IS NOT NULL")} == {CLIENT}
     assert time.monotonic() - started < BUDGET
 
 

@@ -1,4 +1,5 @@
-"""Debian's nginx in front of a real gunicorn, configured with the shipped deploy/nginx-chartbox.conf.
+"""Debian's nginx in front of a real gunicorn, configured with the shipped deploy/nginx-chartbox.conf
+(tests/test_multihost.py puts the same `Nginx` in front of two hosts).
 
 nginx runs as a non-daemon child on a free loopback port with every path under the test's
 tmp folder; its server block is three lines around `include deploy/nginx-chartbox.conf`, and
@@ -17,14 +18,14 @@ import json
 import os
 import re
 import subprocess
-import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from conftest import multipart, service_unavailable, stop_process_group
-from live import ROOT, LiveApp, free_port
+from live import ROOT, LiveApp, free_port, http_request, wait_until_up
 
 NGINX = Path("/usr/sbin/nginx")
 DEPLOY = ROOT / "deploy"
@@ -68,9 +69,14 @@ def run_nginx_t(tmp: Path, conf: Path) -> subprocess.CompletedProcess:
 
 
 class Nginx:
-    """nginx in front of `upstream_port`, sending x-accel files from `storage_root`; a context manager."""
+    """nginx in front of `upstream` (a port, or several: one upstream block that balances them,
+    round robin, as tests/test_multihost.py runs two hosts), sending x-accel files from
+    `storage_root`; a context manager."""
 
-    def __init__(self, tmp: Path, upstream_port: int, storage_root: Path):
+    def __init__(self, tmp: Path, upstream: int | Sequence[int], storage_root: Path):
+        ports = [upstream] if isinstance(upstream, int) else list(upstream)
+        assert ports, "nginx needs an upstream server"
+        servers = "\n        ".join(f"server 127.0.0.1:{port};" for port in ports)
         self.tmp = tmp
         self.port = free_port()
         self.process: subprocess.Popen | None = None
@@ -85,7 +91,7 @@ http {{
     {http_level_lines()}
     access_log {self.access_log} chartbox;
     upstream chartbox {{
-        server 127.0.0.1:{upstream_port};
+        {servers}
         keepalive 8;
     }}
     server {{
@@ -104,18 +110,13 @@ http {{
                 [str(NGINX), "-p", str(self.tmp), "-c", str(self.conf),
                  "-g", f"daemon off; pid {self.tmp / 'nginx.pid'}; error_log {self.error_log};"],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.log()}")
-            try:
-                if self.request("GET", "/login", timeout=2)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.__exit__()
-        raise RuntimeError(f"nginx did not answer: {self.log()}")
+        try:
+            wait_until_up(self.process, self.port, "/login", self.log, timeout=10, status=200, source=CLIENT,
+                          name="nginx", interval=0.05)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
@@ -130,13 +131,7 @@ http {{
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
                 timeout: float = 20.0) -> tuple[int, dict[str, str], bytes]:
         """One request from CLIENT: (status, headers with lower-case names, body)."""
-        conn = self.connection(timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-        finally:
-            conn.close()
+        return http_request("127.0.0.1", self.port, method, path, body, headers, timeout, CLIENT)
 
 
 @pytest.fixture(scope="module")
