@@ -25,7 +25,7 @@ from app import create_app
 from app.extensions import db
 from app.models import StoredFile
 from app.models.base import utcnow
-from app.services import files, integrity, spool, uploads, viewing
+from app.services import files, integrity, spool, viewing
 from app.services.audit import Origin
 from app.services.integrity import DebrisKind
 from app.storage import get_storage, new_key
@@ -41,7 +41,7 @@ def backdate(path: Path, hours: float) -> None:
 @pytest.fixture
 def debris(app, make_user, make_file):
     """One of every kind of debris (all fresh), beside live files that must survive cleanup."""
-    root, tmp = Path(app.config["STORAGE_ROOT"]), Path(uploads._tmp_dir())
+    root, tmp = Path(app.config["STORAGE_ROOT"]), Path(spool.folder())
     patient = make_user("patient", password=None)
     live = make_file(patient, "photo.jpg")
     viewing.open_file(live, Origin.cli(), box=(40, 40)).stream.close()  # a live file's rendition: kept
@@ -140,7 +140,7 @@ def test_the_grace_period_comes_from_the_config(app, debris):
 
 def test_a_real_spool_file_is_recognised(app):
     """The names spool.spool gives its temp files are the ones the sweep looks for."""
-    received = spool.spool(io.BytesIO(b"x" * 1234), 10_000, uploads._tmp_dir())
+    received = spool.spool(io.BytesIO(b"x" * 1234), 10_000, spool.folder())
     with received:
         [item] = integrity.find_debris()
         assert (item.kind, item.ref, item.size) == (DebrisKind.SPOOL, received.path, 1234)
@@ -200,7 +200,7 @@ def test_cleanup_looping_during_uploads_loses_nothing(app, runner, make_user, ma
     `files cleanup --yes` loops; every upload answered 200 keeps its row, bytes and checksum."""
     provider, patient = make_user("provider", password=None), make_user("patient", password=None)
     token, target = make_token(provider), str(patient.id)
-    root, tmp = Path(app.config["STORAGE_ROOT"]), Path(uploads._tmp_dir())
+    root, tmp = Path(app.config["STORAGE_ROOT"]), Path(spool.folder())
     # Old debris planted first: proof that the loop does remove what it should, meanwhile.
     planted_key = new_key()
     get_storage().put(planted_key, io.BytesIO(b"old orphan"))

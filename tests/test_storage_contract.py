@@ -93,6 +93,49 @@ def test_put_then_read_back(storage):
     assert list(storage.keys()) == [key]
 
 
+def test_put_file_stores_a_temp_file(storage, tmp_path):
+    """The caller's temp file becomes the blob (moved where the store can, else copied); the
+    caller removes what is left, if anything."""
+    data = sample("letter.pdf")
+    source = tmp_path / "upload-x.tmp"
+    source.write_bytes(data)
+    assert storage.put_file(new_key(), str(source)) == len(data)
+    [key] = storage.keys()
+    with storage.open(key) as fh:
+        assert fh.read() == data
+    assert list(storage.debris()) == []
+
+
+def test_put_file_moves_on_the_same_filesystem_and_copies_across(tmp_path):
+    root = tmp_path / "blobs"
+    store = FilesystemStorage(str(root))
+    beside = tmp_path / "upload-a.tmp"
+    beside.write_bytes(b"moved, not copied")
+    inode = beside.stat().st_ino
+    store.put_file("ab/moved", str(beside))
+    assert not beside.exists() and (root / "ab" / "moved").stat().st_ino == inode
+    if not Path("/dev/shm").is_dir() or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem (/dev/shm) to cross")
+    with tempfile.NamedTemporaryFile(dir="/dev/shm", prefix="upload-", suffix=".tmp") as elsewhere:
+        elsewhere.write(b"copied across filesystems")
+        elsewhere.flush()
+        assert store.put_file("ab/copied", elsewhere.name) == 25  # EXDEV: copied, the source stays
+        assert (root / "ab" / "copied").read_bytes() == b"copied across filesystems"
+    assert list(store.debris()) == []
+
+
+def test_put_file_into_an_unwritable_store_is_a_storage_error(tmp_path):
+    root = tmp_path / "blobs"
+    store = FilesystemStorage(str(root))
+    root.rmdir()
+    root.write_text("not a folder")
+    source = tmp_path / "upload-b.tmp"
+    source.write_bytes(b"kept for the caller to remove")
+    with pytest.raises(StorageError):
+        store.put_file(new_key(), str(source))
+    assert source.read_bytes() == b"kept for the caller to remove"
+
+
 def test_put_empty_blob(storage):
     key = new_key()
     assert storage.put(key, io.BytesIO(b"")) == 0

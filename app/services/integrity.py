@@ -35,7 +35,6 @@ from app.models import Action, StoredFile
 from app.models.base import utcnow
 from app.services import audit, renditions, spool
 from app.services.audit import Origin
-from app.services.uploads import _tmp_dir as spool_dir  # the folder receive() spools uploads into
 from app.storage import BlobMissing, Debris, StorageError, get_storage
 
 RENDITIONS = renditions.PREFIX
@@ -196,7 +195,7 @@ def _rendition_owner(key: str) -> str | None:
 
 
 def _spool_files() -> list[DebrisItem]:
-    folder = spool_dir()
+    folder = spool.folder()
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except FileNotFoundError:

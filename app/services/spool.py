@@ -1,18 +1,23 @@
 """Receive an upload stream into a private temp file, counting and hashing as it goes.
 
 The bytes never sit whole in memory, the size limit holds whatever Content-Length claimed,
-and the temp file is always removed (Spooled is a context manager). A temp folder that cannot
+and the temp file is always removed (Spooled is a context manager). A multipart upload is
+written once: werkzeug writes the part into this folder (Part), spool() takes it over where it
+lies, and the filesystem storage renames it into place (Storage.put_file). A temp folder that cannot
 be written (missing, full, not a folder) is an outage, not a bug: CannotReceive, a 503 with
 Retry-After in every door's shape.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import IO
+
+from flask import current_app
 
 from app.errors import CannotReceive, TooLarge
 
@@ -22,11 +27,19 @@ PREFIX, SUFFIX = "upload-", ".tmp"
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Spooled:
-    path: str
-    size: int
-    sha256: str
+    """A spooled upload: its temp file, size and sha256 (for a taken-over Part, still being
+    computed beside the validation, with the file's fsync: `sha256` waits for it)."""
+
+    def __init__(self, path: str, size: int, sha256: str | Future[str]):
+        self.path, self.size = path, size
+        self._sha256 = sha256
+
+    @property
+    def sha256(self) -> str:
+        if isinstance(self._sha256, Future):
+            self._sha256 = self._sha256.result()  # CannotReceive if the file could not be read
+        return self._sha256
 
     def open(self) -> IO[bytes]:
         try:
@@ -35,6 +48,8 @@ class Spooled:
             raise _cannot_receive("reopen", self.path, exc) from exc
 
     def discard(self) -> None:
+        if isinstance(self._sha256, Future):
+            wait([self._sha256])  # never remove a file its hash is still reading
         _remove(self.path)
 
     def __enter__(self) -> Spooled:
@@ -44,8 +59,32 @@ class Spooled:
         self.discard()
 
 
+def folder() -> str:
+    """The app's upload temp folder, under instance/ (beside the storage root by default, so a
+    spooled file moves into storage by rename: Storage.put_file)."""
+    return os.path.join(current_app.instance_path, "tmp")
+
+
+class Part(io.BufferedRandom):
+    """A multipart file part written straight into the upload temp folder (app.http asks for
+    one per part), named like every spool file, so spool() takes it over instead of copying
+    it and a sweep finds a leftover. Removed on close unless spool() took it."""
+
+    def __init__(self, tmp_dir: str):
+        os.makedirs(tmp_dir, exist_ok=True)
+        fd, self.path = tempfile.mkstemp(dir=tmp_dir, prefix=PREFIX, suffix=SUFFIX)
+        super().__init__(io.FileIO(fd, "r+b"), buffer_size=CHUNK)
+        self.taken = False
+
+    def close(self) -> None:
+        super().close()
+        if not self.taken:
+            _remove(self.path)
+
+
 def spool(stream: IO[bytes], max_bytes: int, tmp_dir: str | None = None) -> Spooled:
-    """Copy `stream` to a temp file in `tmp_dir` (created if missing).
+    """Copy `stream` to a temp file in `tmp_dir` (created if missing), or take over a Part
+    already there, unread, hashing it in place (one write of the bytes fewer).
 
     Raises:
         TooLarge: past `max_bytes`.
@@ -53,6 +92,9 @@ def spool(stream: IO[bytes], max_bytes: int, tmp_dir: str | None = None) -> Spoo
     Errors reading `stream` itself (the client's side) pass through unchanged. Whatever is
     raised, nothing is left behind.
     """
+    if isinstance(stream, Part) and tmp_dir and os.path.dirname(stream.path) == os.path.abspath(tmp_dir) \
+            and not stream.closed and stream.tell() == 0:
+        return _take(stream, max_bytes)
     try:
         if tmp_dir:
             os.makedirs(tmp_dir, exist_ok=True)
@@ -77,6 +119,49 @@ def spool(stream: IO[bytes], max_bytes: int, tmp_dir: str | None = None) -> Spoo
         _remove(path)
         raise
     return Spooled(path=path, size=size, sha256=digest.hexdigest())
+
+
+#: Hashes and fsyncs of taken-over parts, run while the upload is validated in its child
+#: process (threads: hashlib and fsync release the GIL). Bounded; a busy pool only queues.
+_BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="spool")
+
+
+def _take(part: Part, max_bytes: int) -> Spooled:
+    """A Part where it lies: its size now, its sha256 (and the fsync that makes the bytes
+    durable before storage renames them in) computed beside what the caller does next. The
+    Spooled then owns the path (the Part no longer removes it)."""
+    try:
+        part.flush()
+        size = os.fstat(part.fileno()).st_size
+    except OSError as exc:
+        raise _cannot_receive("write", part.path, exc) from exc
+    if size > max_bytes:
+        raise TooLarge(f"The file is larger than the {max_bytes:,}-byte limit.")
+    part.taken = True
+    # The write-back starts now; Storage.put_file's own fsync then finds little or nothing left.
+    _BACKGROUND.submit(_sync, part.path)
+    return Spooled(path=part.path, size=size, sha256=_BACKGROUND.submit(_hash, part.path))
+
+
+def _hash(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:  # its own descriptor: the request's part stays untouched
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError as exc:
+        raise _cannot_receive("read", path, exc) from exc
+
+
+def _sync(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # gone already (a refused upload): nothing to make durable
+    try:
+        os.fdatasync(fd)
+    except OSError:
+        pass  # put_file's own fsync reports a failing disk
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes, path: str) -> None:

@@ -8,6 +8,7 @@ these calls to the doors under the same names.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from app.models import Action, Category, Role, StoredFile, TargetType, User
 from app.models.base import utcnow
 from app.services import access, audit, scrub, transaction
 from app.services.audit import Origin
+from app.services.spool import folder as spool_folder
 from app.services.spool import spool
 from app.services.targets import Target
 from app.services.validation import (
@@ -134,7 +136,7 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
     config = current_app.config
     narrowed, purpose = CATEGORY_ACCEPTS.get(category, (frozenset(TYPES), ""))
     accepted = frozenset(accept if accept is not None else TYPES) & narrowed
-    with spool(stream, config["UPLOAD_MAX_BYTES"], _tmp_dir()) as spooled:
+    with spool(stream, config["UPLOAD_MAX_BYTES"], spool_folder()) as spooled:
         name = clean_name(filename)
         found = inspect_file(spooled.path, name, Limits.from_config(config), accept=accepted, purpose=purpose)
         if not name or (add_extension and not name_extension(name)):
@@ -145,7 +147,7 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
             raise InvalidUpload("The image could not be read to remove its metadata; save it again and re-upload.") \
                 from None
         except OSError as exc:  # the temp folder is full or gone: an outage, not the file's fault
-            current_app.logger.error("cannot write a cleaned copy in %s: %s", _tmp_dir(), exc)
+            current_app.logger.error("cannot write a cleaned copy in %s: %s", spool_folder(), exc)
             raise CannotReceive() from None
         path, size, sha256 = spooled.path, spooled.size, spooled.sha256
         try:
@@ -155,11 +157,11 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
                     sha256, size = scrub.sha256_and_size(fh)
             storage = get_storage()
             key = new_key()
-            with open(path, "rb") as fh:
-                storage.put(key, fh)
+            storage.put_file(key, path)  # moved where the store can: the spool (or copy) is gone then
         finally:
             if cleaned is not None:
-                os.unlink(cleaned)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(cleaned)
     transaction.track_blob(key)
     return Received(name, found, size, sha256, storage.name, key)
 
@@ -247,7 +249,3 @@ def _retire_avatars(actor: User, origin: Origin, user: User, now: datetime) -> N
     )):
         old.deleted_at, old.deleted_by_id = now, actor.id
         audit.record(Action.DELETE, origin, actor=actor, file=old, reason="replaced")
-
-
-def _tmp_dir() -> str:
-    return os.path.join(current_app.instance_path, "tmp")

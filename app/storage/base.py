@@ -66,6 +66,13 @@ class Storage(ABC):
     def put(self, key: str, stream: IO[bytes]) -> int:
         """Copy the stream to `key` atomically (all or nothing); return the bytes written."""
 
+    def put_file(self, key: str, path: str) -> int:
+        """Store the file at `path`, a private temp file the caller owns, as `key` (all or
+        nothing, as put); return its size. A store that can moves the file instead of copying
+        it, so `path` may be gone afterwards: the caller removes it only if it is still there."""
+        with open(path, "rb") as fh:
+            return self.put(key, fh)
+
     @abstractmethod
     def open(self, key: str) -> BinaryIO:
         """A readable, seekable binary file for `key`; raise BlobMissing when absent."""

@@ -5,6 +5,7 @@ the rename leaves a partial file that `keys` never lists and `debris` does.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -60,6 +61,28 @@ class FilesystemStorage(Storage):
                     os.unlink(tmp)
                 except OSError:
                     pass
+
+    def put_file(self, key: str, path: str) -> int:
+        """Move the file in: fsync its bytes, rename it over the key's path, fsync the folder.
+        The rename is atomic, so a crash leaves the file either still at `path` (the caller's
+        temp folder, swept) or whole at the key. Another filesystem (EXDEV) is copied instead."""
+        final = self._path(key)
+        folder = os.path.dirname(final)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            os.replace(path, final)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                return super().put_file(key, path)
+            raise StorageError(f"cannot write {key}: {exc}") from exc
+        _fsync_dir(folder)
+        return size
 
     def open(self, key: str) -> BinaryIO:
         try:
