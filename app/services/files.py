@@ -13,8 +13,8 @@ import hashlib
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select, update
-from sqlalchemy.orm import joinedload, lazyload
+from sqlalchemy import ColumnElement, Select, and_, or_, select, update
+from sqlalchemy.orm import joinedload
 
 from app.errors import BadRequest, Conflict, DamagedFile, Forbidden, NotFound
 from app.extensions import db
@@ -232,21 +232,13 @@ def get_file(actor: User, file_id: str | int, action: Action = Action.VIEW, *,
     return row
 
 
-def find_file(file_id: str | int, *, related: bool = True) -> StoredFile | None:
-    """Any file row (deleted ones too) by public UUID or integer id; no access check.
-    `related=False` reads the row alone (its clinic and creator load when touched): what a
-    download needs, a quarter of the cost."""
+def find_file(file_id: str | int) -> StoredFile | None:
+    """Any file row (deleted ones too) by public UUID or integer id; no access check."""
     if isinstance(file_id, int):
         return _row(StoredFile, file_id)
     if not isinstance(file_id, str) or len(file_id) != 36:
         return None
-    if not related:
-        return db.session.scalar(_ROW_ALONE, {"public_id": file_id.lower()})
     return db.session.scalar(select(StoredFile).where(StoredFile.public_id == file_id.lower()))
-
-
-# Built once (a download runs it on every request): its cache key is computed once too.
-_ROW_ALONE = select(StoredFile).where(StoredFile.public_id == bindparam("public_id")).options(lazyload("*"))
 
 
 def _for_change(actor: User, file_id: str | int, action: Action, *, visit: Visit | None = None,

@@ -48,7 +48,7 @@ from app.models import Action, StoredFile, User
 from app.services import access, audit, delivery, renditions, signing
 from app.services.audit import Origin
 from app.services.delivery import Offload
-from app.services.files import damaged, download_name, find_file, missing_blob
+from app.services.files import damaged, download_name, missing_blob
 from app.services.images import parse_page, parse_size
 from app.storage import BlobMissing, get_storage
 
@@ -105,27 +105,35 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
         raise
     box = parse_size(size)
     page = parse_page(preview)
-    row = find_file(file_id, related=False)
-    viewer = _link_viewer(by, stamp)
-    if row is None or row.is_deleted or viewer is None or not access.can(viewer, row, Action.VIEW):
+    row, viewer = _file_and_viewer(file_id, by)
+    if row is None or viewer is None or row.is_deleted or not _may_use_link(viewer, stamp) \
+            or not access.can(viewer, row, Action.VIEW):
         raise NotFound("No such file.")
     return open_file(row, origin, box, page, viewer=viewer, offload=offload, attachment=attachment)
 
 
-# Built once: every link view runs it (the user alone, without their clinic).
-_VIEWER = select(User).where(User.id == bindparam("id")).options(lazyload("*"))
+# Built once: every link view runs it. One statement for the file and the user the link was
+# minted for, each row alone (their clinics and creators load only if touched).
+_FILE_AND_VIEWER = (select(StoredFile, User).join(User, User.id == bindparam("user_id"))  # 1 x 1 row
+                    .where(StoredFile.public_id == bindparam("public_id")).options(lazyload("*")))
 
 
-def _link_viewer(by: str | None, stamp: str | None) -> User | None:
-    """The user a verified link was minted for, if they still may use it."""
+def _file_and_viewer(file_id: str, by: str | None) -> tuple[StoredFile, User] | tuple[None, None]:
+    """The file (deleted ones too) and the link's user, or (None, None) if either is unknown."""
     user_id = int(by) if by and by.isascii() and by.isdigit() and len(by) <= 10 else None
-    user = db.session.scalar(_VIEWER, {"id": user_id}) if user_id is not None else None
-    if user is None or not user.active:
-        return None
+    if user_id is None or not isinstance(file_id, str) or len(file_id) != 36:
+        return None, None
+    found = db.session.execute(_FILE_AND_VIEWER, {"public_id": file_id.lower(), "user_id": user_id}).first()
+    return (found[0], found[1]) if found is not None else (None, None)
+
+
+def _may_use_link(user: User, stamp: str | None) -> bool:
+    """Whether the user a verified link was minted for may still use it."""
+    if not user.active:
+        return False
     changed = user.credentials_changed_at
-    if changed is not None and stamp is not None and int(stamp) < int(changed.timestamp()):
-        return None  # minted before a password change or a disable: revoked
-    return user
+    # minted before a password change or a disable: revoked
+    return changed is None or stamp is None or int(stamp) >= int(changed.timestamp())
 
 
 def open_file(row: StoredFile, origin: Origin, box: tuple[int, int] | None = None,
