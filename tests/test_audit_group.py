@@ -170,3 +170,53 @@ def test_a_read_in_a_request_that_wrote_commits_with_its_change(app, make_user, 
     db.session.expire_all()
     assert view_count() == 1
     assert (db.session.get(type(row), row.id).name == "renamed.pdf") is wrote
+
+
+# -- the writers of several processes queue in the kernel, not in SQLite's busy handler ---------
+
+@pytest.mark.sqlite_only("the writers queue on a lock file beside a SQLite database file; PostgreSQL queues its own")
+def test_group_commits_of_other_processes_wait_in_line_for_the_database(app, make_user, make_file, tmp_path):
+    """Another process holding the writers' lock (as a batch of another worker would) keeps
+    this process's batch out until it lets go; then the batch goes in at once."""
+    import subprocess
+    import sys
+
+    from app.services.group_commit import WriterQueue
+
+    queue = WriterQueue.beside(db.engine)
+    assert queue is not None and queue.path.endswith(".db-writers.lock")
+    patient = make_user(Role.PATIENT)
+    row = make_file(patient)
+    loaded(row, patient)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(float(sys.argv[2]))",
+         queue.path, "1.0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        audit.record_read(Action.VIEW, Origin(Channel.LINK), actor=patient, file=row)
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(10)
+        holder.stdout.close()
+    assert waited >= 0.5  # it waited for the other process (held for 1 s from before it began)
+    assert view_count() == 1
+
+
+def test_no_writer_queue_where_sqlite_files_are_not_involved(app):
+    from sqlalchemy import create_engine
+
+    from app.services.group_commit import WriterQueue
+
+    assert WriterQueue.beside(create_engine("sqlite://")) is None
+    if db.engine.dialect.name == "postgresql":
+        assert WriterQueue.beside(db.engine) is None
+
+
+def test_an_unwritable_folder_leaves_sqlite_to_its_own_locking(tmp_path):
+    from app.services.group_commit import WriterQueue
+
+    queue = WriterQueue(str(tmp_path / "missing-folder" / "x.db-writers.lock"))
+    with queue:  # cannot open the lock file: the batch goes ahead, SQLite's own lock still holds
+        pass

@@ -156,7 +156,8 @@ def _group(app: Flask) -> GroupCommit[AuditEvent]:
     group = app.extensions.get("chartbox_audit_group")
     if group is None:
         with _GROUPS_LOCK:
-            group = app.extensions.setdefault("chartbox_audit_group", GroupCommit(db.engine.begin, _append))
+            group = app.extensions.setdefault("chartbox_audit_group", GroupCommit(db.engine.begin, _append,
+                                                                                    engine=db.engine))
     return group
 
 

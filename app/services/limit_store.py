@@ -71,7 +71,8 @@ class DatabaseStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWi
         self.prune_every = float(prune_every)
         self._last_prune = 0.0
         self._statements = _statements(engine.dialect.name)
-        self._adds: GroupCommit[tuple[str, int, int]] = GroupCommit(engine.begin, self._add_batch)
+        self._adds: GroupCommit[tuple[str, int, int]] = GroupCommit(engine.begin, self._add_batch,
+                                                                                 engine=engine)
         super().__init__(uri, wrap_exceptions=wrap_exceptions)
 
     @property
