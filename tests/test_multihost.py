@@ -120,6 +120,15 @@ class Balanced:
             time.sleep(0.02)
 
 
+def upload_report(host, seed, data: bytes) -> dict:
+    """Upload `data` as the patient's "report.pdf" through a host's (or the balancer's) VSee API."""
+    body, ctype = multipart({"meta.category": "user_document", "meta.target.id": str(seed.patient_id)},
+                            "report.pdf", data)
+    status, _, made = api(host, "POST", "/api_v3/files", seed.provider_token, body, ctype)
+    assert status == 200, made
+    return made
+
+
 def api(live: LiveApp | Balanced, method: str, path: str, token: str, body: bytes | None = None,
         content_type: str | None = None) -> tuple[int, dict, dict]:
     headers = {"X-ApiToken": token, **({"Content-Type": content_type} if content_type else {})}
@@ -176,10 +185,7 @@ def test_two_hosts_share_one_database_bucket_and_redis(tmp_path, shared):
 
         # A file uploaded through A's VSee API …
         data = sample("letter.pdf")
-        body, ctype = multipart({"meta.category": "user_document", "meta.target.id": str(seed.patient_id)},
-                                "report.pdf", data)
-        status, _, made = api(a, "POST", "/api_v3/files", seed.provider_token, body, ctype)
-        assert status == 200, made
+        made = upload_report(a, seed, data)
         file_id = made["data"]["id"]
         assert len(blob_keys(shared) - before) == 1  # its bytes are in the shared bucket
         assert not (a.tmp / "files").exists() or not any(p.is_file() for p in (a.tmp / "files").rglob("*"))
@@ -270,10 +276,7 @@ def test_two_hosts_behind_one_nginx(tmp_path, shared, nginx_binary):
         # A file uploaded through nginx (its bytes in the shared bucket, none on either host) …
         before = blob_keys(shared)
         data = sample("letter.pdf")
-        body, ctype = multipart({"meta.category": "user_document", "meta.target.id": str(seed.patient_id)},
-                                "report.pdf", data)
-        status, _, made = api(front, "POST", "/api_v3/files", seed.provider_token, body, ctype)
-        assert status == 200, made
+        made = upload_report(front, seed, data)
         uploader, file_id = front.last, made["data"]["id"]
         assert len(blob_keys(shared) - before) == 1
         for host in (a, b):
