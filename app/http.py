@@ -34,13 +34,15 @@ class _LargeReadParser(FormDataParser):
 
 
 class ChartboxRequest(Request):
-    form_data_parser_class = _LargeReadParser
-
     """Flask's request, with JSON nested past the parser's recursion limit refused as a 400.
 
     Flask turns malformed JSON into a 400 itself, but a body like `[[[[…]]]]` raises
-    RecursionError, which it does not catch; every door reads JSON through here.
+    RecursionError, which it does not catch; every door reads JSON through here. Multipart
+    bodies are parsed in larger pieces, each file part written straight into the upload temp
+    folder (spool.Part).
     """
+
+    form_data_parser_class = _LargeReadParser
 
     def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         try:
