@@ -41,11 +41,22 @@ def world(client, make_account, make_user, make_token, make_file, make_visit):
 
 
 def answers(client, requests) -> dict[str, tuple[int, bytes, float]]:
+    """Each kind's answer and its time: the quickest of three tries, after one untimed request
+    (an app's first request pays for caches and connections whatever the id; a single sample
+    on a shared machine can stall for reasons of its own). Writes are asked once: a DELETE's
+    answer is what must match, and it changes nothing for ids out of reach."""
+    first_method, first_url, first_headers, first_kwargs = next(iter(requests.values()))
+    if first_method == "GET":
+        client.open(first_url, method=first_method, headers=first_headers, **first_kwargs)
     got = {}
     for kind, (method, url, headers, kwargs) in requests.items():
-        started = time.perf_counter()
-        resp = client.open(url, method=method, headers=headers, **kwargs)
-        got[kind] = (resp.status_code, resp.get_data(), time.perf_counter() - started)
+        best, tries = None, 3 if method == "GET" else 1
+        for _ in range(tries):
+            started = time.perf_counter()
+            resp = client.open(url, method=method, headers=headers, **kwargs)
+            took = time.perf_counter() - started
+            best = took if best is None else min(best, took)
+        got[kind] = (resp.status_code, resp.get_data(), best)
     return got
 
 
