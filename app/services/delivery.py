@@ -45,7 +45,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import BinaryIO, cast
+from typing import BinaryIO, NamedTuple, cast
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, current_app
@@ -113,8 +113,8 @@ def _verified_accel_path(row: StoredFile, origin: Origin) -> str:
     with get_storage().open(key) as blob:  # the filesystem's own file: fstat names what was hashed
         identity = blob_identity(row, blob)
         assert identity is not None  # config.py allows x-accel with the filesystem only
-        if identity[3] != row.size:
-            raise damaged(row, origin, f"the blob has {identity[3]} bytes, the row says {row.size}")
+        if identity.size != row.size:
+            raise damaged(row, origin, f"the blob has {identity.size} bytes, the row says {row.size}")
         if not recently_verified(current_app, identity):
             if hashlib.file_digest(cast(io.BufferedReader, blob), "sha256").hexdigest() != row.sha256:
                 raise damaged(row, origin, "sha256 mismatch (checked before x-accel)")
@@ -122,22 +122,32 @@ def _verified_accel_path(row: StoredFile, origin: Origin) -> str:
     return current_app.config["X_ACCEL_PREFIX"] + key
 
 
-def blob_identity(row: StoredFile, blob: BinaryIO) -> tuple | None:
-    """What names an open blob's exact bytes for VerifiedBlobs: (key, device, inode, size,
-    mtime_ns, expected sha256); None for a storage whose blobs are no local file (S3)."""
+class BlobIdentity(NamedTuple):
+    """What names an open blob's exact bytes for VerifiedBlobs."""
+
+    key: str
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    sha256: str  # the row's, that the bytes were hashed against
+
+
+def blob_identity(row: StoredFile, blob: BinaryIO) -> BlobIdentity | None:
+    """The open blob's identity; None for a storage whose blobs are no local file (S3)."""
     try:
         st = os.fstat(blob.fileno())
     except (AttributeError, OSError, ValueError):  # no file descriptor (io.UnsupportedOperation is both)
         return None
-    return (row.storage_key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, row.sha256)
+    return BlobIdentity(row.storage_key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, row.sha256)
 
 
-def recently_verified(app: Flask, identity: tuple) -> bool:
+def recently_verified(app: Flask, identity: BlobIdentity) -> bool:
     """Whether this process hashed that very blob and found it intact within OFFLOAD_VERIFIED_FOR."""
     return _cache(app).fresh(identity, app.config["OFFLOAD_VERIFIED_FOR"])
 
 
-def remember_verified(app: Flask, identity: tuple) -> None:
+def remember_verified(app: Flask, identity: BlobIdentity) -> None:
     _cache(app).remember(identity)
 
 
@@ -159,7 +169,7 @@ def _presigned_url(row: StoredFile, origin: Origin, attachment: bool) -> str:
 class VerifiedBlobs:
     """Blobs this process hashed and found intact lately, least recently used dropped first.
 
-    An entry is the whole identity (key, device, inode, size, mtime_ns, expected sha256), so a
+    An entry is the whole BlobIdentity (key, device, inode, size, mtime_ns, expected sha256), so a
     replaced or rewritten blob (a new inode, size or mtime) is never taken for the one hashed.
     """
 
