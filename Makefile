@@ -55,12 +55,24 @@ nginx:
 		|| echo "nginx could not be installed: the nginx tests will be skipped."; \
 	else echo "nginx is not installed (run: sudo apt-get install nginx-light): the nginx tests will be skipped."; fi
 
-test: install-test chromium nginx
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The suite runs on every core (pytest-xdist, TEST_WORKERS of them), except the `alone` tests
+# (tests/abuse/, which time a patient's requests while attacking a server): they run after, by
+# themselves. Both parts always run; it fails if either fails, or if neither ran a test (pytest's 5).
+TEST_WORKERS ?= auto
+define run-suite
+	@set +e; $(1) $(BIN)/pytest -n $(TEST_WORKERS) -m "not alone" $(PYTEST_ARGS); rest=$$?; \
+	$(1) $(BIN)/pytest -m alone $(PYTEST_ARGS); alone=$$?; \
+	if [ $$rest = 5 ] && [ $$alone = 5 ]; then exit 5; fi; \
+	for rc in $$rest $$alone; do [ $$rc = 0 ] || [ $$rc = 5 ] || exit $$rc; done
+endef
 
-# The same suite on PostgreSQL (CHARTBOX_TEST_POSTGRES_URL): one migrated schema per run, dropped after.
+test: install-test chromium nginx
+	$(call run-suite,)
+
+# The same suite on PostgreSQL (CHARTBOX_TEST_POSTGRES_URL): one migrated schema per run (per
+# worker), dropped after.
 test-postgres: install-test chromium nginx
-	CHARTBOX_TEST_DATABASE=postgresql $(BIN)/pytest $(PYTEST_ARGS)
+	$(call run-suite,CHARTBOX_TEST_DATABASE=postgresql)
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -69,7 +69,14 @@ def pytest_fixture_setup(fixturedef, request):
         db_switch.FIXTURE_SETUP.reset(token)
 
 
+ABUSE = DATA.parent / "abuse"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if ABUSE in item.path.parents:  # they time an ordinary patient while attacking a server
+            item.add_marker(pytest.mark.alone)
     if not db_switch.ON_POSTGRES:
         return
     for item in items:
