@@ -192,7 +192,8 @@ def gunicorn_logger(tmp_path):
     cfg.set("accesslog", str(tmp_path / "access.log"))
     cfg.set("errorlog", str(tmp_path / "error.log"))
     cfg.set("access_log_format", '%(h)s %(u)s "%(r)s" %(s)s "%(f)s" q=%(q)s auth=%({authorization}i)s '
-                                 'tok=%({x-apitoken}i)s cookie=%({cookie}i)s raw=%({raw_uri}e)s')
+                                 'tok=%({x-apitoken}i)s TOK=%({X-ApiToken}i)s cookie=%({cookie}i)s raw=%({raw_uri}e)s '
+                                 'ua="%(a)s" none=%({x-absent}i)s')
     logger = MaskingLogger(cfg)
     yield logger
     for log in (logger.error_log, logger.access_log):
@@ -212,7 +213,7 @@ def test_masking_logger_writes_no_secret(gunicorn_logger, tmp_path):
     environ = {"REQUEST_METHOD": "GET", "RAW_URI": f"/files/view/x?auth_code={CODE}&time=17",
                "SERVER_PROTOCOL": "HTTP/1.1", "PATH_INFO": "/files/view/x", "QUERY_STRING": f"auth_code={CODE}&time=17",
                "REMOTE_ADDR": "127.0.0.1", "HTTP_REFERER": f"http://h/files/view/y?token={CODE}",
-               "HTTP_AUTHORIZATION": f"Basic {basic}"}
+               "HTTP_AUTHORIZATION": f"Basic {basic}", "HTTP_USER_AGENT": 'say "hi"'}
     logger.access(resp, req, environ, timedelta(microseconds=1500))
     logger.warning("Invalid request from ip=127.0.0.1: Invalid HTTP request line: %r",
                    f"GET /files/view/x?auth_code={CODE}\x01 HTTP/1.1")
@@ -231,8 +232,8 @@ def test_masking_logger_writes_no_secret(gunicorn_logger, tmp_path):
     access = (tmp_path / "access.log").read_text()
     error = (tmp_path / "error.log").read_text()
     assert access == ('127.0.0.1 *** "GET /files/view/x?auth_code=***&time=17 HTTP/1.1" 200 '
-                      '"http://h/files/view/y?token=***" q=auth_code=***&time=17 auth=*** tok=*** cookie=*** '
-                      'raw=/files/view/x?auth_code=***&time=17\n')
+                      '"http://h/files/view/y?token=***" q=auth_code=***&time=17 auth=*** tok=*** TOK=*** cookie=*** '
+                      'raw=/files/view/x?auth_code=***&time=17 ua="say \\"hi\\"" none=-\n')
     assert "/files/view/x?auth_code=*** HTTP/1.1" in error
     assert "Error handling request /images/v1/i/content?by=3&auth_code=***&time=1" in error
     assert "RuntimeError: boom on /images/v1/i/content?auth_code=***" in error  # the traceback too
