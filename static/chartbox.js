@@ -266,8 +266,7 @@
       var input = details.querySelector("input[name=name]");
       if (input) {
         input.focus();
-        var dot = input.value.lastIndexOf(".");
-        input.setSelectionRange(0, dot > 0 ? dot : input.value.length);
+        input.select();  // the field holds the stem; the type's ending stays beside it
       }
     }, true);
     document.addEventListener("keydown", function (event) {

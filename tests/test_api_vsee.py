@@ -116,12 +116,14 @@ def test_upload_list_get_view_resize_rename_delete(client, api, patient, provide
     assert renamed.status_code == 200
     r = renamed.json["data"]
     assert (r["name"], r["ext"], r["size"], r["created"]) == ("Holiday.jpeg", "jpeg", f["size"], f["created"])
-    kept = api.post(f"/api_v3/files/{f['id']}", json={"name": "scan.pdf"})
-    assert kept.status_code == 200 and (kept.json["data"]["name"], kept.json["data"]["ext"]) == ("scan.pdf", "jpeg")
+    mislabel = api.post(f"/api_v3/files/{f['id']}", json={"name": "scan.pdf"})  # it is no PDF: refused
+    assert mislabel.status_code == 400 and api.get(f"/api_v3/files/{f['id']}").json["data"]["name"] == "Holiday.jpeg"
+    kept = api.post(f"/api_v3/files/{f['id']}", json={"name": "scan"})  # no ending: the type's is kept
+    assert kept.status_code == 200 and (kept.json["data"]["name"], kept.json["data"]["ext"]) == ("scan", "jpeg")
     db.session.refresh(row)
     assert (row.version, row.sha256, row.media_type) == (3, row.sha256, "image/jpeg")
     view = client.get(kept.json["data"]["fullpath"])
-    assert "filename*=UTF-8''scan.pdf.jpeg" in view.headers["Content-Disposition"]
+    assert "filename*=UTF-8''scan.jpeg" in view.headers["Content-Disposition"]
     assert len(events("rename")) == 2
 
     # delete
@@ -460,6 +462,26 @@ def test_bad_rename_bodies(api, pdf, kwargs, words):
     assert_vsee_error(resp, 400)
     assert words in resp.json["message"]
     assert api.get(f"/api_v3/files/{pdf['id']}").json["data"]["name"] == "letter.pdf"
+
+
+@pytest.mark.parametrize("name,claimed", [
+    ("Referral letter.docx", "a Word document"), ("scan.PNG", "a PNG image"), ("notes.txt", "a plain-text file"),
+    ("photo.gif", "a .gif file"), ("setup.exe", "a .exe file"), ("page.html", "a .html file"),
+])
+def test_a_rename_whose_ending_names_another_type_is_refused(api, pdf, name, claimed):
+    resp = api.post(f"/api_v3/files/{pdf['id']}", json={"name": name})
+    assert_vsee_error(resp, 400)
+    assert resp.json["message"] == (f"“{name}” would make it look like {claimed}, but it is a PDF document: "
+                                    "keep “.pdf” at the end of the name, or leave the ending off.")
+    got = api.get(f"/api_v3/files/{pdf['id']}").json["data"]
+    assert (got["name"], got["ext"]) == ("letter.pdf", "pdf")
+
+
+@pytest.mark.parametrize("name", ["Referral letter", "Letter v2.final", "Dr. Smith", "report.2024", "LETTER.PDF"])
+def test_a_rename_without_another_types_ending_is_taken_as_given(api, pdf, name):
+    resp = api.post(f"/api_v3/files/{pdf['id']}", json={"name": name})
+    assert resp.status_code == 200
+    assert (resp.json["data"]["name"], resp.json["data"]["ext"]) == (name, "pdf")  # the API renames as asked
 
 
 def test_rename_accepts_urlencoded_and_cleans_the_name(api, pdf):

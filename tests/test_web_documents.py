@@ -131,6 +131,25 @@ def test_rename(make_page_client, make_user, make_file):
     assert db.session.get(StoredFile, row.id).name == "Referral letter.pdf"
 
 
+def test_a_page_rename_keeps_the_type_and_refuses_a_mislabel(make_page_client, make_user, make_file):
+    alice = make_user()
+    row = make_file(alice, "photo.jpg", name="Holiday.jpeg")
+    client = make_page_client(alice)
+    page = client.get("/documents").get_data(as_text=True)
+    assert 'name="name" value="Holiday"' in page and '>.jpeg</span>' in page  # the stem, and the ending beside it
+    token = client.csrf("/documents")
+    url = f"/documents/{row.public_id}/rename"
+    client.post(url, data={"csrf_token": token, "name": "Beach", "next": "/documents"})
+    stored = db.session.get(StoredFile, row.id)
+    assert (stored.name, stored.ext) == ("Beach.jpeg", "jpeg")
+    client.post(url, data={"csrf_token": token, "name": "Beach.jpg", "next": "/documents"})
+    assert db.session.get(StoredFile, row.id).name == "Beach.jpg"  # the type's other ending is fine
+    client.post(url, data={"csrf_token": token, "name": "Beach.pdf", "next": "/documents"})
+    page = client.get("/documents").get_data(as_text=True)
+    assert "would make it look like a PDF document, but it is a JPEG image" in page
+    assert db.session.get(StoredFile, row.id).name == "Beach.jpg"
+
+
 def test_delete_asks_then_deletes(make_page_client, make_user, make_file):
     alice = make_user()
     row = make_file(alice, "photo.jpg")

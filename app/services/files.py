@@ -42,7 +42,7 @@ from app.services.uploads import (  # noqa: F401 - re-exported: the doors call f
     store,
     upload,
 )
-from app.services.validation import TYPES, clean_name, name_extension
+from app.services.validation import TYPES, claimed_type, clean_name, describe, name_extension
 from app.storage import BlobMissing, get_storage
 
 
@@ -153,13 +153,18 @@ def _release() -> None:
 
 
 def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None, *,
-           expected_version: int | None = None) -> StoredFile:
+           expected_version: int | None = None, keep_extension: bool = False) -> StoredFile:
     """Change a file's display name only; `ext` follows when the new extension fits the type.
+
+    A name whose extension names another type ("letter.docx" for a PDF) is refused: it would
+    mislabel the file wherever it is saved. With `keep_extension` (the pages, where the stem is
+    what a person edits) a name without the type's extension gets the file's own.
 
     Args:
         expected_version: when given, the version the caller last saw (If-Match): a file
             changed since answers Conflict instead of overwriting that change.
-    Raises NotFound/Forbidden (access), BadRequest (empty or unprintable name) or Conflict.
+    Raises NotFound/Forbidden (access), BadRequest (empty, unprintable or mislabelling name)
+    or Conflict.
     """
     name = clean_name(new_name)
     if not name:
@@ -169,10 +174,17 @@ def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None
         _release()
         raise Conflict(f"The file has changed since version {expected_version} (it is at version {row.version}); "
                        "reload it and try again.", version=row.version)
-    old = row.name
     ext = name_extension(name)
+    claimed = claimed_type(ext, row.media_type)
+    if claimed is not None:
+        _release()
+        raise BadRequest(f"“{name}” would make it look like {claimed}, but it is {describe(row.media_type)}: "
+                         f"keep “.{row.ext}” at the end of the name, or leave the ending off.")
     if ext in TYPES[row.media_type][0]:
         row.ext = ext
+    elif keep_extension:
+        name = f"{clean_name(name, 254 - len(row.ext))}.{row.ext}"
+    old = row.name
     row.name = name
     row.modified_at = utcnow()
     row.version += 1

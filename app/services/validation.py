@@ -6,6 +6,7 @@ What needs a decoder (PDF, images, Office ZIPs) is checked in bounded children (
 from __future__ import annotations
 
 import codecs
+import mimetypes
 import os
 import re
 import unicodedata
@@ -117,6 +118,25 @@ def name_extension(name: str) -> str:
     """The lower-case extension of a display name, without the dot ('' when none)."""
     stem, dot, ext = name.rpartition(".")
     return ext.lower() if dot and stem and ext and " " not in ext else ""
+
+
+# Python's own table of extensions, not the machine's /etc/mime.types: the same answer everywhere.
+_KNOWN_EXTENSIONS = mimetypes.MimeTypes(filenames=())
+
+
+def claimed_type(ext: str, media_type: str) -> str | None:
+    """What a name ending in `.ext` says a file is, when that is not `media_type` (a PDF named
+    "letter.docx": "a Word document"); None when the ending fits, or names no known type.
+    A plain-text file may end in any text type's extension (notes.md, data.json, script.py)."""
+    if not ext or ext in TYPES.get(media_type, ((), ""))[0]:
+        return None
+    for exts, what in TYPES.values():
+        if ext in exts:
+            return what
+    guessed, _ = _KNOWN_EXTENSIONS.guess_type("name." + ext, strict=False)
+    if guessed is None or (media_type == TEXT and guessed.startswith("text/")):
+        return None
+    return f"a .{ext} file"
 
 
 def describe(media_type: str) -> str:

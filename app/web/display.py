@@ -8,7 +8,7 @@ from flask_login import current_user
 
 from app.models import Action, StoredFile, User
 from app.services import access, files
-from app.services.validation import ACCEPTED_EXTENSIONS, describe
+from app.services.validation import ACCEPTED_EXTENSIONS, TYPES, describe, name_extension
 from app.urls import view_url
 from app.web.navigation import here, page_url
 
@@ -67,6 +67,15 @@ def type_name(row: StoredFile) -> str:
     """'PDF document', 'JPEG image', 'Word document' (no article, first letter capital)."""
     name = describe(row.media_type).split(" ", 1)[-1]
     return name[:1].upper() + name[1:]
+
+
+def name_parts(row: StoredFile) -> tuple[str, str]:
+    """(stem, ".ext"): what the rename field shows and what stays fixed after it. The ending
+    is the name's own when it fits the type ("photo.jpeg"), else the file's."""
+    ext = name_extension(row.name)
+    if ext in TYPES[row.media_type][0]:
+        return row.name[: -len(ext) - 1], row.name[-len(ext) - 1:]
+    return row.name, f".{row.ext}"
 
 
 def thumb_url(row: StoredFile) -> str | None:
@@ -152,7 +161,7 @@ def register_display(app: Flask) -> None:
     """Make the helpers above available to every template."""
     app.jinja_env.filters.update(human_size=human_size, human_date=human_date, human_datetime=human_datetime, iso=iso)
     app.jinja_env.globals.update(
-        file_kind=kind, type_name=type_name, thumb_url=thumb_url, open_url=open_url,
+        file_kind=kind, type_name=type_name, name_parts=name_parts, thumb_url=thumb_url, open_url=open_url,
         download_url=download_url, viewable=viewable, can=can, uploader=uploader,
         initials=initials, avatar_url=avatar_url, needs_reason=needs_reason, viewer_is_staff=viewer_is_staff,
         mine=mine, VIEWER_PAGES=VIEWER_PAGES,

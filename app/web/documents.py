@@ -117,8 +117,8 @@ def rename(file_id: str):
             flash(message, "error")
         return back(form.next.data)
     try:
-        row = files.rename(current_user, g.origin, file_id, form.name.data)
-    except BadRequest as err:  # an empty or unprintable name: say so on the page
+        row = files.rename(current_user, g.origin, file_id, form.name.data, keep_extension=True)
+    except BadRequest as err:  # an empty, unprintable or mislabelling name: say so on the page
         flash(err.message, "error")
     else:
         flash(f"Renamed to “{row.name}”.", "success")

@@ -162,9 +162,11 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     photo = row(page, "photo.jpg")
     photo.get_by_text("Rename").click()
     # The page focuses the field and selects the stem once the form opens; let it, or that
-    # selection can land mid-fill and leave "beach-photo.jpg.jpg".
+    # selection can land mid-fill. The field holds the stem; ".jpg" stays beside it.
     wait_until(page, "document.activeElement && document.activeElement.name === 'name'")
-    photo.get_by_label("New name").fill("beach-photo.jpg")
+    assert photo.get_by_label("New name").input_value() == "photo"
+    assert photo.locator(".rename-ext").inner_text() == ".jpg"
+    photo.get_by_label("New name").fill("beach-photo")
     photo.get_by_role("button", name="Save").click()
     page.get_by_text("Renamed to “beach-photo.jpg”.").wait_for()
     assert row(page, "beach-photo.jpg").count() == 1
@@ -188,6 +190,23 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
 
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "04-patient-documents-phone")
+
+    # On a phone the rename form stays on the screen, and an ending that would mislabel the
+    # PDF is refused in plain words; without an ending the name keeps ".pdf".
+    letter = row(page, "letter.pdf")
+    letter.get_by_text("Rename").click()
+    wait_until(page, "document.activeElement && document.activeElement.name === 'name'")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "05-rename-on-phone", full_page=False)
+    letter.get_by_label("New name").fill("Referral letter.docx")
+    letter.get_by_role("button", name="Save").click()
+    page.get_by_text("would make it look like a Word document, but it is a PDF document").wait_for()
+    letter = row(page, "letter.pdf")
+    letter.get_by_text("Rename").click()
+    wait_until(page, "document.activeElement && document.activeElement.name === 'name'")
+    letter.get_by_label("New name").fill("Referral letter")
+    letter.get_by_role("button", name="Save").click()
+    page.get_by_text("Renamed to “Referral letter.pdf”.").wait_for()
 
 
 def test_provider_finds_the_patient_and_shares_a_visit_attachment(page, live):
