@@ -10,6 +10,7 @@ from app.api.dialect import Dialect
 from app.errors import ChartboxError
 from app.models import Channel
 from app.services.delivery import CACHE_CONTROL, Delivery, content_disposition
+from app.services.export import Export
 from app.services.viewing import Download, open_view
 
 bp = Blueprint("links", __name__)
@@ -125,4 +126,15 @@ def _send_presigned(download: Download, attachment: bool) -> BaseResponse:
     resp.headers["Location"] = download.offload.target
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Referrer-Policy"] = "no-referrer"  # the bucket never learns the page or the link
+    return resp
+
+
+def send_archive(archive: Export) -> BaseResponse:
+    """An export's ZIP (services/export.py), from any door: streamed, its exact length, a
+    download, never cached. Not conditional: each export is made (and audited) afresh."""
+    resp = current_app.response_class(archive.chunks, mimetype="application/zip", direct_passthrough=True)
+    resp.content_length = archive.size
+    resp.headers["Content-Disposition"] = content_disposition(archive.name, attachment=True)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp

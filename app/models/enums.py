@@ -32,6 +32,7 @@ class Action(StrEnum):
     UNSHARE = "unshare"
     PURGE = "purge"
     ATTACH = "attach"  # a file waiting for its visit joined it
+    EXPORT = "export"  # taken home in an archive of the whole chart
     # Metadata records a dialect keeps beside files (e.g. an image's versioned description).
     CREATE = "create"
     UPDATE = "update"

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, cast
@@ -200,6 +200,21 @@ def _open_original(row: StoredFile, origin: Origin) -> BinaryIO:
     if hashlib.sha256(data).hexdigest() != row.sha256:
         raise _damaged(row, origin, "sha256 mismatch")
     return io.BytesIO(data)
+
+
+def checked_chunks(row: StoredFile, origin: Origin) -> Iterator[bytes]:
+    """A file's bytes for a caller that sends them after the request (an export): opened only
+    when the first chunk is asked for, and checked against the row's sha256 as they go (on a
+    mismatch DamagedFile comes in place of the last chunk, logged and audited)."""
+    storage, report = get_storage(), _reporter(row, origin)
+    key, size, sha256 = row.storage_key, row.size, row.sha256  # the row is gone by the time it is sent
+
+    def chunks() -> Iterator[bytes]:
+        with VerifiedStream(storage.open(key), size, sha256, report) as stream:
+            while chunk := stream.read(CHUNK):
+                yield chunk
+
+    return chunks()
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:

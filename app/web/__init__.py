@@ -30,7 +30,7 @@ def register_web(app: Flask) -> None:
     from app.extensions import login_manager
     from app.http import wants_json
     from app.services import sessions
-    from app.web import auth, chart, documents, home
+    from app.web import auth, chart, documents, export, home
     from app.web.display import register_display
     from app.web.navigation import here
 
@@ -79,5 +79,5 @@ def register_web(app: Flask) -> None:
         return resp
 
     register_display(app)
-    for module in (home, auth, documents, chart):
+    for module in (home, auth, documents, chart, export):
         app.register_blueprint(module.bp)

@@ -9,6 +9,7 @@ import os
 import re
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -197,7 +198,7 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     letter.get_by_text("Rename").click()
     wait_until(page, "document.activeElement && document.activeElement.name === 'name'")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    shot(page, "05-rename-on-phone", full_page=False)
+    shot(page, "04b-rename-on-phone", full_page=False)
     letter.get_by_label("New name").fill("Referral letter.docx")
     letter.get_by_role("button", name="Save").click()
     page.get_by_text("would make it look like a Word document, but it is a PDF document").wait_for()
@@ -207,6 +208,13 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     letter.get_by_label("New name").fill("Referral letter")
     letter.get_by_role("button", name="Save").click()
     page.get_by_text("Renamed to “Referral letter.pdf”.").wait_for()
+
+    with page.expect_download() as taken:  # everything, as one archive
+        page.get_by_role("link", name="Download all my records").click()
+    download = taken.value
+    assert download.suggested_filename.startswith("Chartbox records") and download.suggested_filename.endswith(".zip")
+    with zipfile.ZipFile(download.path()) as archive:
+        assert "Documents/Referral letter.pdf" in archive.namelist() and "manifest.csv" in archive.namelist()
 
 
 def test_provider_finds_the_patient_and_shares_a_visit_attachment(page, live):

@@ -6,9 +6,10 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from app.api import params
+from app.api.links import send_archive
 from app.errors import BadRequest, ChartboxError, Unauthorized
 from app.models import Action, Role, StoredFile, TargetType, User
-from app.services import access, audit, files
+from app.services import access, audit, export, files
 from app.urls import external_url, view_url
 
 bp = Blueprint("vsee", __name__, url_prefix="/api_v3")
@@ -101,6 +102,16 @@ def list_files():
         args: dict[str, Any] = request.args.to_dict() | {"page": page.page + 1, "per_page": page.per_page}
         resp.headers["Link"] = f'<{external_url("vsee.list_files", **args)}>; rel="next"'
     return resp
+
+
+@bp.get("/files/export")
+def export_files():
+    """A patient's whole record the caller may see, as one ZIP (`target_type=user&target_id=…`;
+    the caller's own without them): services/export.py."""
+    chart = target(request.args.get("target_type"), request.args.get("target_id"))
+    if chart.visit is not None or chart.patient is None:
+        raise BadRequest("An export is of a patient's whole record: use target_type=user.")
+    return send_archive(export.export_chart(g.actor, g.origin, chart.patient))
 
 
 @bp.get("/files/<file_id>")
