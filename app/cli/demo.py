@@ -14,7 +14,7 @@ from app.services import demo as demo_service
 @with_appcontext
 @reported
 def demo(if_empty: bool) -> None:
-    """Seed a demo clinic: a provider, two patients, a visit, sample files and an API token."""
+    """Seed a demo clinic: a provider, three patients (two named alike), a visit, sample files and an API token."""
     if if_empty and not demo_service.is_empty():
         return
     seed = demo_service.seed_demo()

@@ -18,9 +18,12 @@ group = AppGroup("users", help="Patients, providers and admins.")
 @click.option("--username", required=True)
 @click.option("--full-name", required=True)
 @click.option("--email", default=None)
+@click.option("--birth-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="A patient's date of birth, YYYY-MM-DD.")
+@click.option("--chart-number", default=None, help="A patient's chart number, unique in the clinic.")
 @click.option("--password-stdin", is_flag=True, help="Read the sign-in password from standard input.")
 @reported
-def create(account_code, role, username, full_name, email, password_stdin) -> None:
+def create(account_code, role, username, full_name, email, birth_date, chart_number, password_stdin) -> None:
     """Create a user; prints only the new user's id."""
     password = None
     if password_stdin:
@@ -28,7 +31,8 @@ def create(account_code, role, username, full_name, email, password_stdin) -> No
         if not password:
             raise click.ClickException("No password was given on standard input.")
     account = accounts.get_account(account_code)
-    user = accounts.create_user(account, Role(role), username, full_name, email, password)
+    user = accounts.create_user(account, Role(role), username, full_name, email, password,
+                                birth_date=birth_date.date() if birth_date else None, chart_number=chart_number)
     click.echo(user.id)
 
 
@@ -74,8 +78,9 @@ def set_password(username: str) -> None:
 
 def _user(user) -> dict:
     return {"id": user.id, "username": user.username, "full_name": user.full_name, "role": user.role,
-            "account": user.account.code, "email": user.email, "active": user.active,
-            "created_at": user.created_at}
+            "account": user.account.code, "email": user.email,
+            "birth_date": user.birth_date.isoformat() if user.birth_date else None,
+            "chart_number": user.chart_number, "active": user.active, "created_at": user.created_at}
 
 
 @group.command("list")
@@ -84,10 +89,11 @@ def _user(user) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="A JSON array instead of the table.")
 @reported
 def list_(account_code: str | None, role: str | None, as_json: bool) -> None:
-    """Users: id, username, name, role, clinic, active."""
+    """Users: id, username, name, date of birth, chart number, role, clinic, active."""
     account = accounts.get_account(account_code) if account_code else None
     rows = [_user(u) for u in accounts.list_users(account, Role(role) if role else None)]
-    emit(rows, ["id", "username", "full_name", "role", "account", "active"], as_json, "No users.")
+    emit(rows, ["id", "username", "full_name", "birth_date", "chart_number", "role", "account", "active"],
+         as_json, "No users.")
 
 
 @group.command("show")

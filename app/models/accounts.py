@@ -1,10 +1,10 @@
 """Clinics (accounts), their users and API tokens."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import Model
@@ -23,8 +23,15 @@ class Account(Model):
 
 class User(UserMixin, Model):
     __tablename__ = "users"
-    # The patient directory's order (accounts.find_patients): a page without reading the clinic.
-    __table_args__ = (Index("ix_users_directory", "account_id", "role", "full_name", "id"),)
+    __table_args__ = (
+        # The patient directory's order (directory.find_patients): a page without reading the clinic.
+        Index("ix_users_directory", "account_id", "role", "full_name", "id"),
+        # A chart number names one patient of a clinic; two clinics may use the same one. Rows
+        # without one (NULL) never collide, on SQLite and PostgreSQL alike.
+        Index("ix_users_chart_number", "account_id", "chart_number", unique=True),
+        # A search by date of birth reads that day's patients only, not the whole clinic.
+        Index("ix_users_birth_date", "account_id", "birth_date"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -32,6 +39,9 @@ class User(UserMixin, Model):
     username: Mapped[str] = mapped_column(String(150), unique=True)
     full_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(254))
+    # What tells two patients of the same name apart (the directory shows and searches both).
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    chart_number: Mapped[str | None] = mapped_column(String(32))
     password_hash: Mapped[str | None] = mapped_column(String(256))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

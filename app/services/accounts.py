@@ -5,7 +5,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from blinker import Namespace
 from sqlalchemy import select, update
@@ -16,9 +16,9 @@ from app.errors import BadRequest, Conflict, NotFound, Unauthorized
 from app.extensions import db
 from app.models import Account, Action, ApiToken, EndReason, Role, User, Visit
 from app.models.base import MAX_ID, utcnow
-from app.services import access, audit, sessions, throttle, transaction
+from app.services import access, audit, directory, sessions, throttle, transaction
 from app.services.audit import Origin
-from app.services.paging import Page, paginate
+from app.services.directory import find_patients as find_patients  # moved there; old callers keep working
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
@@ -54,12 +54,17 @@ def get_account(code: str) -> Account:
 
 
 def create_user(account: Account, role: Role, username: str, full_name: str,
-                email: str | None = None, password: str | None = None) -> User:
+                email: str | None = None, password: str | None = None, *,
+                birth_date: date | None = None, chart_number: str | None = None) -> User:
     """Create a user of a clinic; without a password the user signs in through tokens only.
 
+    Args:
+        birth_date, chart_number: what tells namesakes apart in the patient directory; a chart
+            number (patients only) is unique within the clinic.
     Raises:
-        BadRequest: malformed username, empty name or too-short password.
-        Conflict: the username is taken.
+        BadRequest: malformed username or chart number, empty name, too-short password, or a
+            date of birth in the future.
+        Conflict: the username is taken, or the chart number in this clinic.
     """
     if not _USERNAME.match(username or ""):
         raise BadRequest("Usernames use letters, digits and . _ @ + - (at most 150).")
@@ -67,13 +72,18 @@ def create_user(account: Account, role: Role, username: str, full_name: str,
         raise BadRequest("The user needs a full name.")
     if password is not None and len(password) < MIN_PASSWORD:
         raise BadRequest(f"Passwords need at least {MIN_PASSWORD} characters.")
+    birth_date = directory.check_birth_date(birth_date)
+    chart_number = directory.check_chart_number(account.id, Role(role), chart_number)
     user = User(
         account_id=account.id, role=Role(role).value, username=username,
         full_name=full_name.strip(), email=(email or None),
         password_hash=generate_password_hash(password) if password else None,
+        birth_date=birth_date, chart_number=chart_number,
     )
     db.session.add(user)
-    _commit_unique(f"The username {username!r} is taken.")
+    # Past the check above, a chart number collides only with one given at the same moment.
+    _commit_unique(f"The username {username!r} is taken." if chart_number is None else
+                   f"The username {username!r} or the chart number “{chart_number}” is taken.")
     return user
 
 
@@ -380,22 +390,6 @@ def get_patient(actor: User, patient_id: int) -> User:
     if user is None or user.role != Role.PATIENT or not access.in_scope(actor, user.id, user.account_id):
         raise NotFound("No such patient.")
     return user
-
-
-def find_patients(actor: User, search: str = "", page: int = 1, per_page: int = 25) -> Page:
-    """One page of the patients of the actor's clinic matching `search` (name, username or
-    email), by name.
-
-    Raises Forbidden unless the actor is staff (a provider or an admin).
-    """
-    access.check_directory(actor)
-    query = select(User).where(User.account_id == actor.account_id, User.role == Role.PATIENT)
-    search = search.strip()[:100]
-    if search:
-        like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(User.full_name.ilike(like, escape="\\") | User.username.ilike(like, escape="\\")
-                            | User.email.ilike(like, escape="\\"))
-    return paginate(query, page, per_page, User.full_name, User.id)
 
 
 def _commit_unique(message: str) -> None:

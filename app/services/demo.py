@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import secrets
 from dataclasses import dataclass, field
+from datetime import date
 
 from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import func, select
@@ -35,17 +36,21 @@ def seed_demo() -> DemoSeed:
         raise Conflict("The database already holds data; the demo only seeds an empty one.")
     account = accounts.create_account("demo", "Demo Family Clinic")
     seed = DemoSeed(account_code=account.code)
+    # Two patients share a name, as in any real clinic: the patient list tells them apart by
+    # date of birth and chart number.
     people = [
-        (Role.PROVIDER, "dr.rivera", "Dr. Ana Rivera", "ana.rivera@example.org"),
-        (Role.PATIENT, "alice", "Alice Moreno", "alice@example.org"),
-        (Role.PATIENT, "bob", "Bob Okafor", "bob@example.org"),
+        (Role.PROVIDER, "dr.rivera", "Dr. Ana Rivera", "ana.rivera@example.org", None, None),
+        (Role.PATIENT, "alice", "Alice Moreno", "alice@example.org", date(1984, 3, 2), "10234"),
+        (Role.PATIENT, "bob", "Bob Okafor", "bob@example.org", date(1976, 11, 8), "10235"),
+        (Role.PATIENT, "alice.m", "Alice Moreno", "alice.m@example.org", date(1991, 7, 19), "10236"),
     ]
     users = {}
-    for role, username, name, email in people:
+    for role, username, name, email, born, chart in people:
         password = secrets.token_urlsafe(9)
-        users[username] = accounts.create_user(account, role, username, name, email, password)
+        users[username] = accounts.create_user(account, role, username, name, email, password,
+                                               birth_date=born, chart_number=chart)
         seed.logins.append((role.value, username, password))
-    seed.patient_ids = {u: users[u].id for u in ("alice", "bob")}
+    seed.patient_ids = {u: users[u].id for u in ("alice", "bob", "alice.m")}
     provider, alice, bob = users["dr.rivera"], users["alice"], users["bob"]
     visit = accounts.create_visit(alice, external_id="demo-visit-1", reason="Annual check-up")
     seed.visit_id = visit.public_id

@@ -6,7 +6,7 @@ from flask_login import current_user, login_required
 
 from app.errors import BadRequest, Conflict
 from app.models import Category, TargetType
-from app.services import accounts, files
+from app.services import accounts, directory, files
 from app.services.files import Target
 from app.web.display import preload_avatars
 from app.web.documents import page_size, upload_form, visit_groups
@@ -19,9 +19,9 @@ bp = Blueprint("chart", __name__)
 @bp.get("/patients")
 @login_required
 def patients():
-    """The clinic's patients, with a search box (name, username or email)."""
+    """The clinic's patients, with a search box (names in any order, date of birth, chart number)."""
     query = (request.args.get("q") or "").strip()
-    listing = accounts.find_patients(current_user, query, page_number(), page_size())
+    listing = directory.find_patients(current_user, query, page_number(), page_size())
     preload_avatars(listing.items)
     return render_template("patients.html", listing=listing, query=query)
 
