@@ -276,6 +276,31 @@
     });
   }
 
+  // After an action the page comes back with #file-<id>: focus returns to that row, not the top.
+  function focusTheRowActedOn() {
+    var id = window.location.hash.slice(1);
+    if (id.indexOf("file-") !== 0) return;
+    var target = document.getElementById(id);
+    if (target) target.focus();
+  }
+
+  // A modal dialog keeps Tab and Shift+Tab inside it, wrapping at either end.
+  function trapFocusInDialogs() {
+    document.addEventListener("keydown", function (event) {
+      if (event.key !== "Tab") return;
+      var dialog = document.querySelector("dialog[open]");
+      if (!dialog) return;
+      var focusable = Array.prototype.filter.call(
+        dialog.querySelectorAll("a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]), [tabindex]:not([tabindex='-1'])"),
+        function (el) { return el.offsetParent !== null || el === document.activeElement; });
+      if (!focusable.length) return;
+      var first = focusable[0], last = focusable[focusable.length - 1];
+      var inside = dialog.contains(document.activeElement);
+      if (event.shiftKey && (document.activeElement === first || !inside)) { last.focus(); event.preventDefault(); }
+      else if (!event.shiftKey && (document.activeElement === last || !inside)) { first.focus(); event.preventDefault(); }
+    });
+  }
+
   // A thumbnail that cannot be made (an odd PDF) falls back to the type badge beneath it.
   document.addEventListener("error", function (event) {
     if (event.target.classList && event.target.classList.contains("thumb")) event.target.classList.add("is-broken");
@@ -286,5 +311,7 @@
     setUpViewer();
     setUpConfirm();
     setUpDetails();
+    trapFocusInDialogs();
+    focusTheRowActedOn();
   });
 })();

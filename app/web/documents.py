@@ -122,6 +122,7 @@ def rename(file_id: str):
         flash(err.message, "error")
     else:
         flash(f"Renamed to “{row.name}”.", "success")
+        return back(form.next.data, fragment=f"file-{row.public_id}")
     return back(form.next.data)
 
 

@@ -37,10 +37,13 @@ def home_url() -> str:
     return url_for("documents.index")
 
 
-def back(value: str | None = None) -> Response:
-    """Redirect (303, so a POST is not repeated) to a safe `next`, else the user's home."""
-    target = safe_next(value if value is not None else request.form.get("next"))
-    return redirect(target or home_url(), code=303)
+def back(value: str | None = None, fragment: str | None = None) -> Response:
+    """Redirect (303, so a POST is not repeated) to a safe `next`, else the user's home;
+    `fragment` names the element the page then focuses (the row acted on, chartbox.js)."""
+    target = safe_next(value if value is not None else request.form.get("next")) or home_url()
+    if fragment:
+        target = target.split("#", 1)[0] + "#" + fragment
+    return redirect(target, code=303)
 
 
 def here() -> str:

@@ -12,13 +12,14 @@ import time
 import zipfile
 from pathlib import Path
 
+import a11y
 import pytest
 from conftest import DATA, base_config, service_unavailable
 from werkzeug.serving import make_server
 
 from app import create_app
 from app.extensions import db
-from app.models import Category, Role
+from app.models import Category, Role, User
 from app.services import accounts, files
 from app.services.audit import Origin
 
@@ -105,9 +106,14 @@ def page(browser):
     assert not [e for e in errors if "Failed to load resource" not in e], errors
 
 
-def shot(page, name: str, full_page: bool = True) -> None:
+def shot(page, name: str, full_page: bool = True, check: bool = True) -> None:
+    """A screenshot of a page state, which must also pass the accessibility check (a11y.py;
+    `check=False` only where scripts are off, so axe cannot run: the same pages are checked
+    with them on)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+    if check:
+        a11y.check(page, name)
 
 
 def sign_in(page, live: Live, username: str) -> None:
@@ -171,13 +177,22 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     photo.get_by_role("button", name="Save").click()
     page.get_by_text("Renamed to “beach-photo.jpg”.").wait_for()
     assert row(page, "beach-photo.jpg").count() == 1
+    # Focus comes back to the row renamed, not the top of the page.
+    wait_until(page, "document.activeElement && document.activeElement.matches('li.file') && "
+                     "document.activeElement.querySelector('.file-name').textContent.trim() === 'beach-photo.jpg'")
 
     row(page, "letter.pdf").locator(".file-name").click()
     viewer = page.locator("#viewer")
     viewer.wait_for(state="visible")
     wait_until(page, "[...document.querySelectorAll('#viewer-body img')].every(i => i.complete && i.naturalWidth > 0)")
     assert viewer.locator("img").count() == 2
-    assert page.url.endswith("/documents")  # the viewer did not leave the app
+    assert page.url.split("#")[0].endswith("/documents")  # the viewer did not leave the app
+    for _ in range(8):  # Tab never leaves the open viewer, either way round
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.getElementById('viewer').contains(document.activeElement)")
+    for _ in range(8):
+        page.keyboard.press("Shift+Tab")
+        assert page.evaluate("document.getElementById('viewer').contains(document.activeElement)")
     shot(page, "03-pdf-viewer", full_page=False)
     page.keyboard.press("Escape")
     viewer.wait_for(state="hidden")
@@ -187,6 +202,7 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     dialog.wait_for(state="visible")
     dialog.get_by_role("button", name="Delete").click()
     page.get_by_text("Deleted “beach-photo.jpg”.").wait_for()
+    assert page.evaluate("document.activeElement.textContent.trim()") == "Undo"  # focus on what undoes it
     assert row(page, "beach-photo.jpg").count() == 0 and row(page, "letter.pdf").count() == 1
 
     page.set_viewport_size({"width": 390, "height": 844})
@@ -256,8 +272,42 @@ def test_plain_form_upload_works_without_javascript(browser, live):
         page.get_by_text("Uploaded “notes.txt”.").wait_for()
         assert "“truncated.pdf” was not uploaded" in page.locator(".flashes").inner_text()
         assert row(page, "notes.txt").count() == 1
-        shot(page, "08-no-javascript-upload")
+        shot(page, "08-no-javascript-upload", check=False)
         page.goto(f"{live.url}/patients/{live.ids['alice']}")
         assert page.locator("h1").inner_text() == "We couldn't find that"  # another patient's chart
     finally:
         context.close()
+
+
+def test_every_page_state_is_accessible(page, live):
+    """axe (a11y.py) over the pages the tests above do not reach, on desktop and phone: a
+    patient's visits, trash, profile, sessions, a file's history, the delete dialog, the
+    error page, and a provider's patient search (also with no match), consents and trash."""
+    with live.app.app_context():  # a file of her own, so its row offers Delete
+        alice = db.session.get(User, live.ids["alice"])
+        with open(DATA / "notes.txt", "rb") as fh:
+            files.upload(alice, Origin.cli(), fh, "my-notes.txt", Category.USER_DOCUMENT, files.Target.chart(alice))
+    sign_in(page, live, "alice")
+    for name, path in (("09-patient-visits", "/documents/visits"), ("10-patient-trash", "/documents/trash"),
+                       ("11-profile", "/profile"), ("12-sessions", "/account/sessions"),
+                       ("13-not-found", "/documents/no-such-file/history")):
+        page.goto(live.url + path)
+        shot(page, name)
+    page.goto(live.url + "/documents")
+    first = page.locator("li.file").first
+    first.get_by_role("link", name=re.compile("^History of ")).click()
+    page.wait_for_url(re.compile(r"/history"))
+    shot(page, "14-file-history")
+    page.goto(live.url + "/documents")
+    row(page, "my-notes.txt").get_by_text("Delete").click()
+    page.locator("#confirm").wait_for(state="visible")
+    shot(page, "15-delete-dialog", full_page=False)
+    page.get_by_role("button", name="Cancel").click()
+    sign_out(page)
+
+    sign_in(page, live, "dr.rivera")
+    chart = f"/patients/{live.ids['alice']}"
+    for name, path in (("16-patient-search", "/patients?q=Moreno+Alice"), ("17-patient-search-empty", "/patients?q=zzz"),
+                       ("18-chart-consents", chart + "/consents"), ("19-chart-trash", chart + "/trash")):
+        page.goto(live.url + path)
+        shot(page, name)
