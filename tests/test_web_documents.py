@@ -6,7 +6,7 @@ from conftest import blobs, sample
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Category, StoredFile
+from app.models import Category, Role, StoredFile
 from app.services import files
 from app.services.audit import Origin
 
@@ -244,3 +244,24 @@ def test_a_profile_picture_must_be_an_image(make_page_client, make_user, storage
     assert resp.status_code == 400
     assert resp.get_json()["files"][0]["error"] == "A profile picture must be a PNG or JPEG image."
     assert _rows() == [] and blobs(storage_root) == []
+
+
+def test_the_visits_page_is_titled_for_visits_and_keeps_internal_references_for_staff(
+        make_page_client, make_user, make_visit, make_file):
+    alice, provider = make_user(), make_user(Role.PROVIDER)
+    visit = make_visit(alice, "emr-visit-77")
+    make_file(alice, "photo.jpg", visit=visit, category=Category.INTAKE_ATTACHMENT)
+    mine = make_page_client(alice).get("/documents/visits").get_data(as_text=True)
+    assert "<h1>My visits</h1>" in mine and "My documents</h1>" not in mine
+    assert "emr-visit-77" not in mine  # the clinic's own reference means nothing to a patient
+    chart = make_page_client(provider).get(f"/patients/{alice.id}/visits").get_data(as_text=True)
+    assert "Ref. emr-visit-77" in chart
+    when = f"{visit.created_at:%-d %b %Y, %H:%M} UTC"
+    assert when in mine and when in chart  # dates come with their time
+
+
+def test_file_rows_say_when_with_the_time(make_page_client, make_user, make_file):
+    alice = make_user()
+    row = make_file(alice, "letter.pdf")
+    page = make_page_client(alice).get("/documents").get_data(as_text=True)
+    assert f"{row.created_at:%-d %b %Y, %H:%M} UTC</time>" in page
