@@ -45,13 +45,32 @@ def together(group, target, n: int) -> None:
 
 
 def commits_counter(engine):
+    """How many transactions that wrote were committed (a read-only request's commit, which
+    only gives its connection back, writes nothing to make durable and is not counted)."""
     counted = {"n": 0}
+    wrote: set[int] = set()  # connections that wrote since their last commit or rollback
 
-    def on_commit(_conn):
-        counted["n"] += 1
+    def on_execute(conn, _cursor, statement, *_args):
+        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            wrote.add(id(conn.connection.dbapi_connection))
 
-    event.listen(engine, "commit", on_commit)
-    return counted, lambda: event.remove(engine, "commit", on_commit)
+    def on_commit(conn):
+        if id(conn.connection.dbapi_connection) in wrote:
+            wrote.discard(id(conn.connection.dbapi_connection))
+            counted["n"] += 1
+
+    def on_rollback(conn):
+        wrote.discard(id(conn.connection.dbapi_connection))
+
+    listeners = (("before_cursor_execute", on_execute), ("commit", on_commit), ("rollback", on_rollback))
+    for name, listener in listeners:
+        event.listen(engine, name, listener)
+
+    def stop() -> None:
+        for name, listener in listeners:
+            event.remove(engine, name, listener)
+
+    return counted, stop
 
 
 def test_concurrent_link_views_are_all_in_the_chain_in_fewer_commits(app, client, make_user, make_file):
