@@ -1,4 +1,4 @@
-"""Signed view links, `/files/view/<id>?auth_code=…&time=…[&size=WxH][&preview=N]`: no token needed."""
+"""Signed view links, `/files/view/<id>?auth_code=…&time=…[&size=WxH][&preview=N][&format=jpeg]`: no token needed."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -40,12 +40,13 @@ DIALECT = Dialect(name="signed view links", channel=Channel.LINK, blueprints=(bp
 @bp.get("/api_v3/files/view/<file_id>")
 @bp.get("/files/view/<file_id>")  # registered first, so url_for builds this one
 def view_file(file_id: str):
-    """The file's bytes (or a PNG: images with `size`, PDF pages with `preview`), Range/ETag aware."""
+    """The file's bytes (or a PNG: images with `size`, PDF pages with `preview`; a JPEG: HEIC
+    photos with `format=jpeg`), Range/ETag aware."""
     attachment = request.args.get("download") == "1"
     download = open_view(file_id, request.args.get("auth_code"), request.args.get("time"),
                          request.args.get("size"), g.origin,
                          preview=request.args.get("preview"), by=request.args.get("by"),
-                         offload=can_offload(), attachment=attachment)
+                         offload=can_offload(), attachment=attachment, as_format=request.args.get("format"))
     return send_download(download, attachment=attachment)
 
 

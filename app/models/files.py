@@ -82,7 +82,7 @@ class StoredFile(Model):
 
     @property
     def is_image(self) -> bool:
-        return self.media_type in ("image/png", "image/jpeg")
+        return self.media_type in ("image/png", "image/jpeg", "image/heic")
 
     @property
     def is_pdf(self) -> bool:

@@ -1,5 +1,5 @@
-"""The pixels behind renditions: reading `size=`/`preview=`, and the Pillow and pdfium code that
-makes a PNG fitting a box.
+"""The pixels behind renditions: reading `size=`/`preview=`/`format=`, and the Pillow, libheif
+and pdfium code that makes a PNG fitting a box (or a HEIC's JPEG).
 
 Two kinds of work, bounded differently (see renditions.py for the cache around them):
 - rendering from an original (decoding an upload, or a PDF page with pdfium) parses what a
@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from app.errors import BadRequest
+from app.services.decoders import register_heif
 from app.services.isolation import IsolationError, run_isolated
 
 MAX_SIDE = 4096
@@ -32,6 +33,10 @@ RENDER_NICENESS = 10
 # scans (1.4 s vs 0.44 s for a 2048 px scanned page, and no smaller) for ~25 % less on text
 # pages. Downscaled answers are never stored: 1, the fastest.
 STORED_LEVEL, ANSWER_LEVEL = 3, 1
+# What the originals are opened as (all validated already); HEIF is taught to Pillow in the child.
+SOURCE_FORMATS = ["PNG", "JPEG", "HEIF"]
+JPEG_QUALITY = 90  # a HEIC's JPEG download: no visible loss on a photo
+FORMATS = ("jpeg",)
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
@@ -56,15 +61,30 @@ def parse_page(value: str | None) -> int | None:
     return int(value)
 
 
+def parse_format(value: str | None) -> str | None:
+    """`jpeg` from a query string (a HEIC's JPEG); None when absent. Raises BadRequest."""
+    if value is None or value == "":
+        return None
+    if value not in FORMATS:
+        raise BadRequest("format must be jpeg (or left out for the file as it was uploaded).")
+    return value
+
+
+def _open_source(data: bytes) -> Image.Image:
+    register_heif()
+    return Image.open(io.BytesIO(data), formats=SOURCE_FORMATS)
+
+
 def image_png(data: bytes, side: int) -> bytes:
-    """Decode a validated PNG/JPEG and return a PNG fitting inside `side` x `side`, aspect kept.
+    """Decode a validated PNG/JPEG/HEIC and return a PNG fitting inside `side` x `side`, aspect kept.
 
     Runs in a child (render_isolated): it decodes an upload. EXIF orientation is applied so
     phone photos stand the right way up (after the resize: the box is square, so turning the
     small image is the same and far cheaper); images smaller than the box are not enlarged.
+    A HEIC comes out of libheif turned already (its container says how) and EXIF orientation 1.
     """
     box = (side, side)
-    with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as opened:
+    with _open_source(data) as opened:
         opened.draft("RGB", box)  # JPEG: decode at a reduced scale when the box is small
         im: Image.Image = opened
         if im.mode not in ("RGB", "RGBA", "L", "LA"):  # palette and others resize badly
@@ -72,6 +92,22 @@ def image_png(data: bytes, side: int) -> bytes:
         im.thumbnail(box, Image.Resampling.LANCZOS)
         im = ImageOps.exif_transpose(im) or im
         return _png(im)
+
+
+def image_jpeg(data: bytes) -> bytes:
+    """Decode a validated HEIC and return the whole picture, full size and upright, as a JPEG.
+
+    Runs in a child (render_isolated). Its colour profile is kept (iPhones shoot in Display P3);
+    no EXIF or XMP is written, so the JPEG says nothing of where it was taken.
+    """
+    with _open_source(data) as im:
+        profile = im.info.get("icc_profile")
+        # Upright already: libheif applies the container's rotation (and pillow-heif sets EXIF's
+        # orientation to 1), so no exif_transpose, which would copy the whole picture once more.
+        picture = im if im.mode == "RGB" else im.convert("RGB")  # JPEG has no alpha; a photo has none to lose
+        out = io.BytesIO()
+        picture.save(out, "JPEG", quality=JPEG_QUALITY, icc_profile=profile)
+        return out.getvalue()
 
 
 def page_png(data: bytes, side: int, page: int) -> bytes:
@@ -113,7 +149,7 @@ def _at_low_priority(fn: Callable[..., bytes], *args: Any) -> bytes:
 
 
 def render_isolated(fn: Callable[..., bytes], *args: Any, timeout: float, memory: int, what: str) -> bytes:
-    """fn(*args) (image_png or page_png) in an isolated, lower-priority child.
+    """fn(*args) (image_png, image_jpeg or page_png) in an isolated, lower-priority child.
 
     Args:
         timeout, memory: seconds and bytes of address space the child may use.

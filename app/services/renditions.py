@@ -48,7 +48,7 @@ RESCAN_SECONDS = 60.0  # a writing process lists the cache at least this often
 
 @dataclass
 class Rendition:
-    """A PNG ready to send."""
+    """A PNG (or a HEIC's JPEG) ready to send."""
 
     stream: BinaryIO
     size: int  # bytes
@@ -112,6 +112,17 @@ def of_pdf_page(public_id: str, box: tuple[int, int], page: int, read_source: Ca
     """A PNG of one PDF page (1-based) fitting inside `box`; raises as of_image, and BadRequest
     for a page the PDF does not have."""
     return _answer(public_id, box, page, read_source, None)
+
+
+def as_jpeg(read_source: Callable[[], bytes]) -> Rendition:
+    """A HEIC as a JPEG of the whole picture (`format=jpeg`), made from the original in an
+    isolated child under the render gate, with a rendition's budget; not stored: a download,
+    asked for far less often than a thumbnail. Raises as of_image."""
+    config = current_app.config
+    with gate(GATE, config["RENDER_CONCURRENCY"], config["RENDER_WAIT"]):
+        jpeg = images.render_isolated(images.image_jpeg, read_source(), what="JPEG of this photo",
+                                      timeout=config["RENDER_TIMEOUT"], memory=config["PDF_PARSE_MEMORY"])
+    return Rendition(io.BytesIO(jpeg), len(jpeg))
 
 
 def _answer(public_id: str, box: tuple[int, int], page: int | None, read_source: Callable[[], bytes],

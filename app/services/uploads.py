@@ -28,8 +28,8 @@ from app.services.spool import folder as spool_folder
 from app.services.spool import spool
 from app.services.targets import Target
 from app.services.validation import (
-    IMAGES,
     TYPES,
+    WEB_IMAGES,
     Inspection,
     Limits,
     clean_name,
@@ -38,10 +38,10 @@ from app.services.validation import (
 )
 from app.storage import get_storage, new_key
 
-#: What each category accepts beyond the door's own choice (a profile picture is a photo), and
-#: how a refusal says so.
+#: What each category accepts beyond the door's own choice (a profile picture is a photo that
+#: every client shows as it is: no HEIC), and how a refusal says so.
 CATEGORY_ACCEPTS: dict[Category, tuple[frozenset[str], str]] = {
-    Category.USER_AVATAR: (IMAGES, "A profile picture must be a PNG or JPEG image."),
+    Category.USER_AVATAR: (WEB_IMAGES, "A profile picture must be a PNG or JPEG image."),
 }
 
 #: Whether staff uploads are visible to the patient at once, per category: documents are;

@@ -2,6 +2,8 @@
 
 Every door passes uploads through inspect_file(); the name only has to agree with the bytes.
 What needs a decoder (PDF, images, Office ZIPs) is checked in bounded children (decoders.py).
+HEIC (what an iPhone camera writes) is stored as received, like any image, and shown through
+PNG/JPEG renditions: browsers other than Safari cannot display it.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from app.services import decoders
 PDF = "application/pdf"
 PNG = "image/png"
 JPEG = "image/jpeg"
+HEIC = "image/heic"
 TEXT = "text/plain"
 CSV = "text/csv"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -29,13 +32,17 @@ TYPES: dict[str, tuple[tuple[str, ...], str]] = {
     PDF: (("pdf",), "a PDF document"),
     PNG: (("png",), "a PNG image"),
     JPEG: (("jpg", "jpeg", "jpe"), "a JPEG image"),
+    HEIC: (("heic", "heif"), "a HEIC photo"),
     TEXT: (("txt", "text", "log", "md"), "a plain-text file"),
     CSV: (("csv",), "a CSV file"),
     DOCX: (("docx",), "a Word document"),
     XLSX: (("xlsx",), "an Excel workbook"),
 }
 ACCEPTED_EXTENSIONS = sorted({e for exts, _ in TYPES.values() for e in exts})
-IMAGES = frozenset({PNG, JPEG})
+#: Images: thumbnails, the viewer and `size=` show them through PNG renditions.
+IMAGES = frozenset({PNG, JPEG, HEIC})
+#: Images every browser and client shows as they are (a HEIC only Safari does).
+WEB_IMAGES = frozenset({PNG, JPEG})
 
 _OFFICE_KIND = {DOCX: "docx", XLSX: "xlsx"}
 # Recognised only to name them in the refusal.
@@ -46,6 +53,10 @@ _REFUSED_SIGNATURES = [
     (b"\x7fELF", "a program"), (b"MZ", "a Windows program"), (b"\xd0\xcf\x11\xe0", "an old Office file"),
     (b"Rar!", "a RAR archive"), (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf", "a 7-Zip archive"),
 ]
+# ISO-BMFF brands (the `ftyp` box, first in the file) of HEIF images coded with HEVC, and of
+# AVIF (AV1), which this build cannot decode; the rest (MP4, MOV, 3GP…) are videos.
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _MARKUP = re.compile(rb"^\s*(<\?xml|<svg|<!doctype|<html|<script)", re.I)
 _EMBEDDED = re.compile(rb"%PDF-|<script|<html|<svg", re.I)
 _BIDI_AND_CONTROLS = re.compile(
@@ -159,6 +170,13 @@ def sniff(head: bytes, name_ext: str) -> str:
         return JPEG
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a ZIP (or an empty one)
         return DOCX if name_ext == "docx" else XLSX if name_ext == "xlsx" else "zip"
+    if head[4:8] == b"ftyp" and not _plausible_text(head):  # a note may say "The ftyp box…"
+        brands = _iso_brands(head)
+        if brands & _AVIF_BRANDS:  # AVIF lists mif1 too: it must be told apart first
+            raise InvalidUpload(f"This file is an AVIF image; {_accepted_sentence()}")
+        if brands & _HEIC_BRANDS:
+            return HEIC
+        raise InvalidUpload(f"This file is a video or another kind of media file; {_accepted_sentence()}")
     for signature, what in _REFUSED_SIGNATURES:
         # A note may well begin "BMI …" or "MZ …": printable signatures only count in binary files.
         if head.startswith(signature) and (signature == b"%!PS" or not _plausible_text(head)):
@@ -168,6 +186,15 @@ def sniff(head: bytes, name_ext: str) -> str:
     if _MARKUP.match(head):
         raise InvalidUpload(f"Web pages, SVG and XML files are not accepted; {_accepted_sentence()}")
     return CSV if name_ext == "csv" else TEXT
+
+
+def _iso_brands(head: bytes) -> frozenset[bytes]:
+    """The major and compatible brands of the `ftyp` box at the start of `head` (none when the
+    box is malformed or does not fit in it)."""
+    size = int.from_bytes(head[:4], "big")
+    if size < 16 or size > len(head) or size % 4:
+        return frozenset()
+    return frozenset({head[8:12]} | {head[i:i + 4] for i in range(16, size, 4)})
 
 
 def _plausible_text(head: bytes) -> bool:
@@ -182,7 +209,7 @@ def _plausible_text(head: bytes) -> bool:
 
 
 def _accepted_sentence() -> str:
-    return "accepted types are PDF, PNG, JPEG, plain text, CSV, Word (.docx) and Excel (.xlsx)."
+    return "accepted types are PDF, PNG, JPEG, HEIC, plain text, CSV, Word (.docx) and Excel (.xlsx)."
 
 
 def inspect_file(path: str, name: str, limits: Limits, accept: Collection[str] | None = None,
@@ -221,7 +248,7 @@ def inspect_file(path: str, name: str, limits: Limits, accept: Collection[str] |
             f"The name ends in .{ext} but the file is {what}; rename it to .{allowed_exts[0]}."
         )
     result = {} if checked else {
-        PDF: _check_pdf, PNG: _check_image, JPEG: _check_image, TEXT: _check_text,
+        PDF: _check_pdf, PNG: _check_image, JPEG: _check_image, HEIC: _check_image, TEXT: _check_text,
         CSV: _check_text, DOCX: _check_office, XLSX: _check_office,
     }[media_type](path, media_type, limits, budget)
     return Inspection(media_type=media_type, ext=ext or allowed_exts[0], **result)
@@ -240,8 +267,11 @@ def _check_pdf(path: str, media_type: str, limits: Limits, budget: decoders.Budg
 
 # -- Images ------------------------------------------------------------------------------------
 
+_PILLOW_FORMAT = {PNG: "PNG", JPEG: "JPEG", HEIC: "HEIF"}
+
+
 def _check_image(path: str, media_type: str, limits: Limits, budget: decoders.Budget) -> dict:
-    fmt = "PNG" if media_type == PNG else "JPEG"
+    fmt = _PILLOW_FORMAT[media_type]
     size = decoders.image_size(path, fmt)  # the header only: refused before any decoder runs
     if size is not None and size[0] * size[1] > limits.image_max_pixels:
         raise InvalidUpload(decoders.too_many_pixels(size, limits.image_max_pixels))
@@ -254,6 +284,8 @@ def _check_no_trailer(path: str, media_type: str, end: int) -> None:
     """Refuse polyglots: nothing may hide after the image's end or be embedded in it."""
     if media_type == PNG and end != os.path.getsize(path):
         raise InvalidUpload("The PNG has extra data after the image; save it again and re-upload.")
+    if media_type == HEIC and end != os.path.getsize(path):  # its boxes must end where the file does
+        raise InvalidUpload("The HEIC photo has extra data after the image; save it again and re-upload.")
     with open(path, "rb") as fh:
         tail = b""
         while chunk := fh.read(CHUNK):

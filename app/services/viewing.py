@@ -1,4 +1,5 @@
-"""Serving a file's bytes through a signed link, and the renditions behind `size=` and `preview=`.
+"""Serving a file's bytes through a signed link, and the renditions behind `size=`, `preview=`
+and `format=jpeg` (a HEIC photo as a JPEG).
 
 Every original this process sends is checked against the sha256 its row recorded at upload,
 so a damaged blob (a flipped bit on disk, a bad copy) is never served as if it were the file.
@@ -23,8 +24,9 @@ bytes and only their size is compared. delivery.py says exactly what each checks
   mtime (delivery.VerifiedBlobs), is sent as the plain file, so gunicorn can sendfile() it, and
   a Range request of it is covered by that hash; what this leaves unchecked is the damage
   delivery.py names for x-accel (bits changed in place, mtime kept, within that window);
-- a rendition (a PNG behind `size=` or `preview=`, see renditions.py) is made only from a
-  source checked first; the stored PNG itself has no recorded hash and is served as stored.
+- a rendition (a PNG behind `size=` or `preview=`, see renditions.py, or a HEIC's JPEG) is made
+  only from a source checked first; the stored PNG itself has no recorded hash and is served as
+  stored.
 
 The audit event of a mismatch is an Action.VIEW with detail {"integrity": "mismatch"}.
 """
@@ -49,7 +51,8 @@ from app.services import access, audit, delivery, renditions, signing
 from app.services.audit import Origin
 from app.services.delivery import Offload
 from app.services.files import damaged, download_name, missing_blob
-from app.services.images import parse_page, parse_size
+from app.services.images import parse_format, parse_page, parse_size
+from app.services.validation import HEIC, IMAGES
 from app.storage import BlobMissing, get_storage
 
 CHUNK = 1024 * 1024
@@ -78,7 +81,7 @@ PREVIEW_BOX = (1280, 1280)
 
 def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str | None,
               origin: Origin, preview: str | None = None, by: str | None = None, *,
-              offload: bool = False, attachment: bool = False) -> Download:
+              offload: bool = False, attachment: bool = False, as_format: str | None = None) -> Download:
     """Check a signed link and open the file (or its rendition) for sending.
 
     Args:
@@ -91,10 +94,12 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
             (fitting `size`, else PREVIEW_BOX). Ignored for other types, so plain `size=`
             on a PDF still returns the PDF, as the view links' contract says.
         offload, attachment: as open_file.
+        as_format: optional `jpeg`; a HEIC then comes back as a JPEG of the whole photo
+            (`size` still answers a PNG). Ignored for other types: the others are shown as they are.
     Raises:
         Forbidden: bad, tampered or expired link.
         NotFound: unknown, deleted or purged file (or its bytes are missing).
-        BadRequest: a malformed size or preview, a page the PDF does not have or past
+        BadRequest: a malformed size, preview or format, a page the PDF does not have or past
             PREVIEW_MAX_PAGES, or a rendition that cannot be made within its budget.
         ServerBusy: every render slot of this process stayed busy (503 + Retry-After).
     """
@@ -105,11 +110,13 @@ def open_view(file_id: str, auth_code: str | None, stamp: str | None, size: str 
         raise
     box = parse_size(size)
     page = parse_page(preview)
+    as_jpeg = parse_format(as_format) == "jpeg"
     row, viewer = _file_and_viewer(file_id, by)
     if row is None or viewer is None or row.is_deleted or not _may_use_link(viewer, stamp) \
             or not access.can(viewer, row, Action.VIEW):
         raise NotFound("No such file.")
-    return open_file(row, origin, box, page, viewer=viewer, offload=offload, attachment=attachment)
+    return open_file(row, origin, box, page, viewer=viewer, offload=offload, attachment=attachment,
+                     as_jpeg=as_jpeg)
 
 
 # Built once: every link view runs it. One statement for the file and the user the link was
@@ -138,9 +145,10 @@ def _may_use_link(user: User, stamp: str | None) -> bool:
 
 def open_file(row: StoredFile, origin: Origin, box: tuple[int, int] | None = None,
               page: int | None = None, viewer: User | None = None, *, offload: bool = False,
-              attachment: bool = False) -> Download:
+              attachment: bool = False, as_jpeg: bool = False) -> Download:
     """Open a live file (or its rendition, as open_view) for a caller that has already
-    authorised the read; audited as a view by `viewer` through `origin`.
+    authorised the read; audited as a view by `viewer` through `origin` (with {"format":
+    "jpeg"} when a HEIC was sent as a JPEG).
 
     `offload`: the caller can send a Download whose bytes nginx or S3 sends (links.send_download
     can), so an original may be handed over as DOWNLOADS says (delivery.py; the audit detail
@@ -148,24 +156,31 @@ def open_file(row: StoredFile, origin: Origin, box: tuple[int, int] | None = Non
     a presigned URL.
 
     Raises NotFound (bytes missing), BadRequest (a PDF page it does not have, or past
-    PREVIEW_MAX_PAGES), ServerBusy (no render slot) or DamagedFile (the bytes do not match
+    PREVIEW_MAX_PAGES, or a rendition or JPEG that cannot be made within its budget),
+    ServerBusy (no render slot) or DamagedFile (the bytes do not match
     the row's sha256; see the module docstring).
     """
+    is_image = row.media_type in IMAGES
+    as_jpeg = as_jpeg and row.media_type == HEIC and not box
     try:
         if page and row.is_pdf:
             download = _pdf_preview(row, box or PREVIEW_BOX, page, origin)
-        elif box and row.is_image:
+        elif box and is_image:
             download = _rendition(row, box, origin)
+        elif as_jpeg:
+            download = _jpeg(row, origin)
         else:
             sent_by = delivery.offload_original(row, origin, attachment) if offload else None
             download = Download(io.BytesIO() if sent_by else _open_original(row, origin), row.size,
                                 row.media_type, row.sha256, download_name(row), row.modified_at, sent_by)
     except BlobMissing:
         raise missing_blob(row) from None
-    size = f"{box[0]}x{box[1]}" if box and row.is_image else None
+    size = f"{box[0]}x{box[1]}" if box and is_image else None
     detail: dict[str, Any] = {"size": size}
     if page and row.is_pdf:
         detail["preview"] = page
+    if as_jpeg:
+        detail["format"] = "jpeg"
     if download.offload:
         detail["delivered"] = download.offload.via.value
     audit.record_read(Action.VIEW, origin, actor=viewer, file=row, **detail)
@@ -353,6 +368,12 @@ def _pdf_preview(row: StoredFile, box: tuple[int, int], page: int, origin: Origi
         raise BadRequest(f"Previews are made of pages 1 to {last} only; open the PDF itself to see page {page}.")
     made = renditions.of_pdf_page(row.public_id, box, page, lambda: _read_source(row, origin))
     return _png_download(row, made, f"page{page}-{box[0]}x{box[1]}")
+
+
+def _jpeg(row: StoredFile, origin: Origin) -> Download:
+    made = renditions.as_jpeg(lambda: _read_source(row, origin))
+    stem = row.name.rsplit(".", 1)[0] if "." in row.name else row.name
+    return Download(made.stream, made.size, "image/jpeg", f"{row.sha256[:32]}-jpeg", f"{stem}.jpg", row.modified_at)
 
 
 def _png_download(row: StoredFile, made: renditions.Rendition, label: str) -> Download:

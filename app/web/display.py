@@ -8,7 +8,7 @@ from flask_login import current_user
 
 from app.models import Action, StoredFile, User
 from app.services import access, files
-from app.services.validation import ACCEPTED_EXTENSIONS, TYPES, describe, name_extension
+from app.services.validation import ACCEPTED_EXTENSIONS, IMAGES, TYPES, WEB_IMAGES, describe, name_extension
 from app.urls import view_url
 from app.web.navigation import here, page_url
 
@@ -18,13 +18,16 @@ THUMB_BOX = "128x128"  # shown at 64 CSS px: sharp on 2x screens
 AVATAR_BOX = "128x128"  # shown at 32-96 CSS px; one rendition with the thumbnail
 PAGE_BOX = "1280x1280"  # the in-page viewer's PDF pages (static/chartbox.js says the same)
 VIEWER_PAGES = 20  # the in-page viewer shows at most this many PDF pages
-UPLOAD_ACCEPT = ",".join(f".{ext}" for ext in ACCEPTED_EXTENSIONS)
+# The media types too, for iPhones: with `image/heic` listed, iOS offers the photo library and
+# sends a photo as it was taken (HEIC) rather than converting it.
+UPLOAD_ACCEPT = ",".join([*(f".{ext}" for ext in ACCEPTED_EXTENSIONS), "image/heic", "image/heif"])
 
 # A short label and a colour family per media type, for the type badge.
 _KINDS = {
     "application/pdf": ("PDF", "pdf"),
     "image/png": ("PNG", "image"),
     "image/jpeg": ("JPG", "image"),
+    "image/heic": ("HEIC", "image"),
     "text/plain": ("TXT", "text"),
     "text/csv": ("CSV", "sheet"),
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ("DOC", "doc"),
@@ -80,7 +83,7 @@ def name_parts(row: StoredFile) -> tuple[str, str]:
 
 def thumb_url(row: StoredFile) -> str | None:
     """A signed thumbnail link for images and PDFs; None for types shown as a badge."""
-    if row.is_image:
+    if row.media_type in IMAGES:
         return view_url(row, _viewer(), size=THUMB_BOX)
     if row.is_pdf:
         return view_url(row, _viewer(), size=THUMB_BOX, preview=1)
@@ -88,6 +91,10 @@ def thumb_url(row: StoredFile) -> str | None:
 
 
 def open_url(row: StoredFile) -> str:
+    """What opening a file shows (the viewer, or a new tab): the file itself, except a photo
+    only Safari can display (HEIC), which opens as a large PNG rendition. Downloads stay the original."""
+    if row.media_type in IMAGES - WEB_IMAGES:
+        return view_url(row, _viewer(), size=PAGE_BOX)
     return view_url(row, _viewer())
 
 
@@ -102,7 +109,7 @@ def _viewer() -> User | None:
 
 def viewable(row: StoredFile) -> bool:
     """Whether the in-page viewer can show it (images, and PDFs as rendered pages)."""
-    return row.is_image or row.is_pdf
+    return row.media_type in IMAGES or row.is_pdf
 
 
 def can(row: StoredFile, action: str) -> bool:

@@ -167,7 +167,8 @@ def _jpeg_bytes(img: Image.Image, quality: int = 85) -> bytes:
     return buf.getvalue()
 
 
-def photo_jpg() -> bytes:
+def landscape() -> Image.Image:
+    """The photo-like 640x480 landscape of photo.jpg and phone-photo.heic."""
     w, h = 640, 480
     rng = random.Random(SEED)
     sky = Image.linear_gradient("L").resize((w, h))
@@ -187,8 +188,11 @@ def photo_jpg() -> bytes:
         y = rng.randrange(300, 460)
         s = rng.randrange(10, 30)
         d.ellipse((x - s, y - 2 * s, x + s, y), fill=(20, 70 + rng.randrange(40), 30))
-    img = img.filter(ImageFilter.GaussianBlur(1.5))
-    return _jpeg_bytes(img, 85)
+    return img.filter(ImageFilter.GaussianBlur(1.5))
+
+
+def photo_jpg() -> bytes:
+    return _jpeg_bytes(landscape(), 85)
 
 
 def scan_png() -> bytes:
@@ -303,6 +307,73 @@ def pixel_bomb_png(side: int = PIXEL_BOMB_SIZE) -> bytes:
         out.append(_png_chunk(b"IDAT", idat[i:i + step]))
     out.append(_png_chunk(b"IEND", b""))
     return b"".join(out)
+
+
+# --------------------------------------------------------------------------
+# HEIC (pillow-heif: libheif with the x265 encoder, single-threaded so the bytes repeat)
+# --------------------------------------------------------------------------
+
+HEIC_BOMB_SIZE = 50_000  # 50000 x 50000 = 2.5G pixels declared; the coded picture is 64x64
+GPS_IFD, ORIENTATION = 0x8825, 0x0112
+PHONE_XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+             b'<rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/" exif:GPSLatitude="52,31.2083N" '
+             b'exif:GPSLongitude="13,24.6E"/></rdf:RDF></x:xmpmeta>')
+
+
+def _heif():
+    import pillow_heif
+    pillow_heif.register_heif_opener(decode_threads=1)
+    pillow_heif.options.PREFERRED_ENCODER["HEIF"] = "x265"
+    return pillow_heif
+
+
+def _heic_bytes(img: Image.Image, **params) -> bytes:
+    _heif()
+    buf = io.BytesIO()
+    img.save(buf, "HEIF", quality=50, enc_params={"x265:pools": "none", "x265:frame-threads": "1"}, **params)
+    return buf.getvalue()
+
+
+def phone_photo_heic() -> bytes:
+    """The landscape as an iPhone writes it: grid tiles (256 px here, 512 on a phone), turned by
+    the container (irot: EXIF orientation 6 on save), EXIF with GPS, make and model, and XMP."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[ORIENTATION] = "PhoneCo", "Phone 15", 6
+    exif[GPS_IFD] = {1: "N", 2: (52.0, 31.0, 12.5), 3: "E", 4: (13.0, 24.0, 36.0)}
+    return _heic_bytes(landscape(), exif=exif.tobytes(), xmp=PHONE_XMP, tile_size=256)
+
+
+def _ispe(data: bytes) -> list[int]:
+    """Offsets of the width field of every `ispe` box (found by name: a sample's own bytes)."""
+    found, at = [], data.find(b"ispe")
+    while at != -1:
+        found.append(at + 8)  # past the type, version and flags
+        at = data.find(b"ispe", at + 1)
+    return found
+
+
+def heic_bomb() -> bytes:
+    """A real 64x64 HEIC whose container says 50000x50000 (every ispe patched)."""
+    data = bytearray(_heic_bytes(Image.new("RGB", (64, 64), (90, 90, 90))))
+    for at in _ispe(bytes(data)):
+        data[at:at + 8] = struct.pack(">II", HEIC_BOMB_SIZE, HEIC_BOMB_SIZE)
+    return bytes(data)
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def avif_header() -> bytes:
+    """The start of an AVIF file (no AV1 encoder here): ftyp avif/mif1/miaf, a meta box naming
+    one av01 item, and a tiny mdat. What counts is the brand."""
+    ftyp = _box(b"ftyp", b"avif" + b"\x00" * 4 + b"avifmif1miaf")
+    hdlr = _box(b"hdlr", b"\x00" * 8 + b"pict" + b"\x00" * 13)
+    pitm = _box(b"pitm", b"\x00" * 4 + b"\x00\x01")
+    infe = _box(b"infe", b"\x02\x00\x00\x00\x00\x01\x00\x00av01\x00")
+    iinf = _box(b"iinf", b"\x00" * 4 + b"\x00\x01" + infe)
+    meta = _box(b"meta", b"\x00" * 4 + hdlr + pitm + iinf)
+    return ftyp + meta + _box(b"mdat", bytes(range(64)))
 
 
 # --------------------------------------------------------------------------
@@ -524,6 +595,11 @@ def write_all(out_dir: Path = HERE) -> dict[str, Path]:
     files["latin1.txt"] = "Café résumé – naïve\n".replace("–", "-").encode("latin-1")
     files["plain.zip"] = plain_zip()
     files["macro.html"] = MACRO_HTML.encode("utf-8")
+    heic = phone_photo_heic()
+    files["phone-photo.heic"] = heic
+    files["truncated.heic"] = heic[: len(heic) * 6 // 10]
+    files["heic-bomb.heic"] = heic_bomb()
+    files["avif.avif"] = avif_header()
 
     paths = {}
     for name, data in files.items():
@@ -548,6 +624,7 @@ GOOD_IMAGES = {
     "insurance-front.jpg": ("JPEG", (856, 540), "RGB"),
     "insurance-back.jpg": ("JPEG", (856, 540), "RGB"),
 }
+GOOD_HEIC = {"phone-photo.heic": ((480, 640), "RGB")}  # as shown: the container turns it upright
 SIZE_LIMITS = {"pixel-bomb.png": 2 * 1024 * 1024, "zip-bomb.docx": 500 * 1024}
 DEFAULT_LIMIT = 60 * 1024
 
@@ -642,6 +719,22 @@ def verify(out_dir: Path = HERE) -> bool:
                 raise ValueError(f"got {got}")
             return f"{fmt} {size[0]}x{size[1]} {im.mode}"
         check(name, "image", fn, True)
+
+    def heic(d, size=None, mode=None):
+        _heif()
+        with Image.open(io.BytesIO(d), formats=["HEIF"]) as im:
+            im.load()
+            got = (im.size, im.mode)
+            gps = im.getexif().get_ifd(GPS_IFD)
+        if size and got != (size, mode):
+            raise ValueError(f"got {got}")
+        if size and not gps:
+            raise ValueError("no GPS in its EXIF")
+        return f"HEIF {got[0][0]}x{got[0][1]} {got[1]}, GPS {gps[1]} {gps[3]}"
+    for name, (size, mode) in GOOD_HEIC.items():
+        check(name, "heic", lambda d, size=size, mode=mode: heic(d, size, mode), True)
+    for name in ("truncated.heic", "heic-bomb.heic", "avif.avif"):
+        check(name, "heic", heic, False)
 
     def utf8_text(d):
         s = d.decode("utf-8")

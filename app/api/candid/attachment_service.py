@@ -19,8 +19,11 @@ from app.extensions import db
 from app.models import Action, Category, StoredFile, User, Visit
 from app.services import access, accounts, files, transaction
 from app.services.audit import Origin
+from app.services.validation import HEIC, TYPES
 
 MAX_EXTERNAL_ID = 200  # Visit.external_id's column size
+#: The seven content types Candid's encounter-attachment documents list (no HEIC).
+DOCUMENTED_TYPES = TYPES.keys() - {HEIC}
 MAX_DESCRIPTION = 1000
 
 
@@ -48,7 +51,7 @@ def upload(actor: User, origin: Origin, stream: IO[bytes], filename: str | None,
     Raises BadRequest (a description over MAX_DESCRIPTION), or what files.store raises.
     """
     _check_description(description)
-    row = files.store(actor, origin, stream, filename, Category.INTAKE_ATTACHMENT, target)
+    row = files.store(actor, origin, stream, filename, Category.INTAKE_ATTACHMENT, target, accept=DOCUMENTED_TYPES)
     _add_details(row, attachment_type, description)
     transaction.commit()
     return row
@@ -76,7 +79,7 @@ def upload_for_external_id(actor: User, origin: Origin, stream: IO[bytes], filen
     # validated: the visit may have been opened meanwhile.
     files.check_upload(actor, Category.INTAKE_ATTACHMENT,
                        files.Target.chart(visit.patient, visit) if visit else files.Target.held(actor.account_id))
-    received = files.receive(stream, filename, Category.INTAKE_ATTACHMENT)
+    received = files.receive(stream, filename, Category.INTAKE_ATTACHMENT, accept=DOCUMENTED_TYPES)
     accounts.lock_clinic(actor.account_id)
     visit = _visit(actor.account_id, external_id)
     target = files.Target.chart(visit.patient, visit) if visit else files.Target.held(actor.account_id)

@@ -18,7 +18,7 @@ from app.extensions import db
 from app.models import Action, Category, StoredFile, User
 from app.services import accounts, audit, files, transaction
 from app.services.audit import Origin
-from app.services.validation import IMAGES
+from app.services.validation import WEB_IMAGES
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def upload_image(actor: User, origin: Origin, data: bytes, patient_id: int, imag
     """
     patient = accounts.get_patient(actor, patient_id)
     row = files.store(actor, origin, io.BytesIO(data), f"{image_type.value.lower()}-{patient.id}",
-                      Category.USER_DOCUMENT, files.Target.chart(patient), accept=IMAGES, add_extension=True)
+                      Category.USER_DOCUMENT, files.Target.chart(patient), accept=WEB_IMAGES, add_extension=True)
     db.session.add(ChartImage(file_id=row.id, image_type=image_type.value, clinic=clinic, station=station))
     transaction.commit()
     return row
