@@ -28,27 +28,76 @@
 
   /* ---- Uploads: one request per file, so each has its own progress bar and its own error ---- */
 
+  function extensionOf(name) {
+    var dot = name.lastIndexOf(".");
+    return dot > 0 ? name.slice(dot + 1).toLowerCase() : "";
+  }
+
+  // What the page can tell before sending a byte: too large, or a kind of file never accepted.
+  function refusalOf(form, file) {
+    var max = parseInt(form.dataset.maxBytes, 10);
+    if (max && file.size > max) {
+      return "the file is " + humanSize(file.size) + "; the limit is " + form.dataset.maxLabel + ".";
+    }
+    var input = form.querySelector('input[type="file"]');
+    var accepted = (input.getAttribute("accept") || "").split(",").filter(function (a) { return a.charAt(0) === "."; })
+      .map(function (a) { return a.slice(1).toLowerCase(); });
+    var ext = extensionOf(file.name);
+    if (accepted.length && accepted.indexOf(ext) < 0) {
+      return (ext ? "“." + ext + "” files are" : "Files without an ending are") + " not accepted here. " +
+        (form.dataset.acceptLabel || "");
+    }
+    return null;
+  }
+
+  function eta(loaded, total, started) {
+    var seconds = (Date.now() - started) / 1000;
+    if (seconds < 1 || !loaded) return "";
+    var left = Math.round((total - loaded) / (loaded / seconds));
+    return left < 1 ? "" : left < 60 ? " · about " + left + " s left" : " · about " + Math.round(left / 60) + " min left";
+  }
+
+  function button(label, className, name) {
+    var b = el("button", "btn btn-small " + className, label);
+    b.type = "button";
+    if (name) b.setAttribute("aria-label", name);
+    return b;
+  }
+
   function uploadOne(form, file, item) {
     return new Promise(function (resolve) {
       var bar = item.querySelector("progress");
       var status = item.querySelector(".upload-status");
-      var finish = function (ok, message) {
-        item.classList.add(ok ? "is-done" : "is-failed");
+      var actions = item.querySelector(".upload-actions");
+      actions.textContent = "";
+      item.classList.remove("is-failed", "is-done", "is-cancelled");
+      var xhr = new XMLHttpRequest();
+      var finish = function (state, message, retry) {
+        item.classList.add(state === "done" ? "is-done" : state === "cancelled" ? "is-cancelled" : "is-failed");
         status.textContent = message;
-        resolve(ok);
+        actions.textContent = "";
+        if (state !== "done") {
+          if (retry) {
+            var again = button("Retry", "btn-ghost", "Retry " + file.name);
+            again.addEventListener("click", function () { uploadOne(form, file, item).then(function (ok) { if (ok) settle(form); }); });
+            actions.appendChild(again);
+          }
+          var dismiss = button("Dismiss", "btn-ghost", "Dismiss " + file.name);
+          dismiss.addEventListener("click", function () { item.remove(); summarize(form); });
+          actions.appendChild(dismiss);
+        }
+        summarize(form);
+        resolve(state === "done");
       };
-      var max = parseInt(form.dataset.maxBytes, 10);
-      if (max && file.size > max) {
-        finish(false, "Not uploaded: the file is " + humanSize(file.size) + "; the limit is " + form.dataset.maxLabel + ".");
-        return;
-      }
+      var refusal = refusalOf(form, file);
+      if (refusal) { finish("refused", "Not uploaded: " + refusal, false); return; }
       var data = new FormData();
       ["csrf_token", "category", "target_type", "target_id"].forEach(function (name) {
         var field = form.elements.namedItem(name);
         if (field) data.append(name, field.value);
       });
       data.append("files", file, file.name);
-      var xhr = new XMLHttpRequest();
+      var started = Date.now();
       xhr.open("POST", form.action);
       xhr.setRequestHeader("Accept", "application/json");
       xhr.setRequestHeader("X-CSRFToken", csrfToken());
@@ -56,22 +105,59 @@
         if (!event.lengthComputable) return;
         bar.max = event.total;
         bar.value = event.loaded;
-        status.textContent = Math.round((event.loaded / event.total) * 100) + "%";
+        status.textContent = humanSize(event.loaded) + " of " + humanSize(event.total) + eta(event.loaded, event.total, started);
       });
       xhr.addEventListener("load", function () {
         var body = null;
         try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
-        if (xhr.status === 201) { finish(true, "Uploaded"); return; }
-        if (xhr.status === 401) { finish(false, "Your session has ended. Reload the page and sign in again."); return; }
+        if (xhr.status === 201) { finish("done", "Uploaded"); return; }
+        if (xhr.status === 401) { finish("failed", "Your session has ended. Reload the page and sign in again.", false); return; }
         var message = body && body.files && body.files[0] && body.files[0].error;
-        message = message || (body && body.message) || "The upload failed (error " + xhr.status + "). Try again.";
-        finish(false, "Not uploaded: " + message);
+        message = message || (body && body.message) || "The upload did not go through (error " + xhr.status + "). Try again.";
+        // Refused for what the file is: trying again changes nothing. Busy or failing: it may.
+        finish("failed", "Not uploaded: " + message, xhr.status === 429 || xhr.status >= 500);
       });
       xhr.addEventListener("error", function () {
-        finish(false, "Not uploaded: the connection was lost. Check your network and try again.");
+        finish("failed", "Not uploaded: the connection was lost. Check your network and try again.", true);
       });
+      xhr.addEventListener("abort", function () { finish("cancelled", "Cancelled", true); });
+      var cancel = button("Cancel", "btn-ghost", "Cancel " + file.name);
+      cancel.addEventListener("click", function () { xhr.abort(); });
+      actions.appendChild(cancel);
       status.textContent = "Starting…";
       xhr.send(data);
+    });
+  }
+
+  // "3 uploaded, 1 not uploaded" under the queue, and for screen readers.
+  function summarize(form) {
+    var queue = form.querySelector(".upload-queue");
+    var summary = form.querySelector(".upload-summary");
+    var items = queue.querySelectorAll(".upload-item");
+    var done = queue.querySelectorAll(".upload-item.is-done").length + (parseInt(queue.dataset.uploaded || "0", 10));
+    var failed = queue.querySelectorAll(".upload-item.is-failed").length;
+    var waiting = items.length - queue.querySelectorAll(".is-done, .is-failed, .is-cancelled").length;
+    if (!summary) return;
+    var parts = [];
+    if (done) parts.push(done + " uploaded");
+    if (failed) parts.push(failed + " not uploaded");
+    if (waiting) parts.push(waiting + " to go");
+    summary.textContent = parts.join(", ");
+    summary.hidden = !parts.length;
+  }
+
+  // Once a file went up: the lists show it, and its card makes way (counted in the summary).
+  function settle(form) {
+    var category = form.elements.namedItem("category");
+    if (category && category.value === "user_avatar") { window.location.reload(); return Promise.resolve(); }
+    return refreshRegions().then(function () {
+      var queue = form.querySelector(".upload-queue");
+      var done = queue.querySelectorAll(".upload-item.is-done");
+      queue.dataset.uploaded = String(parseInt(queue.dataset.uploaded || "0", 10) + done.length);
+      done.forEach(function (item) { item.remove(); });
+      summarize(form);
+      var summary = form.querySelector(".upload-summary");
+      announce(summary ? summary.textContent : "Upload finished.");
     });
   }
 
@@ -91,10 +177,12 @@
   function uploadFiles(form, files) {
     if (!files.length) return;
     var queue = form.querySelector(".upload-queue");
+    queue.dataset.uploaded = "0";
     var items = Array.prototype.map.call(files, function (file) {
       var item = el("li", "upload-item");
       item.appendChild(el("span", "upload-name", file.name));
       item.appendChild(el("span", "upload-status", "Waiting…"));
+      item.appendChild(el("span", "upload-actions"));
       var bar = el("progress");
       bar.max = 1; bar.value = 0;
       bar.setAttribute("aria-label", "Uploading " + file.name);
@@ -102,23 +190,21 @@
       queue.appendChild(item);
       return item;
     });
+    // What the page can refuse is refused at once, not after the files before it.
+    var sending = [];
+    Array.prototype.forEach.call(files, function (file, i) {
+      if (refusalOf(form, file)) uploadOne(form, file, items[i]);
+      else sending.push(i);
+    });
+    summarize(form);
     var anyDone = false;
     var chain = Promise.resolve();
-    Array.prototype.forEach.call(files, function (file, i) {
+    sending.forEach(function (i) {
       chain = chain.then(function () {
-        return uploadOne(form, file, items[i]).then(function (ok) { anyDone = anyDone || ok; });
+        return uploadOne(form, files[i], items[i]).then(function (ok) { anyDone = anyDone || ok; });
       });
     });
-    chain.then(function () {
-      if (!anyDone) return;
-      var category = form.elements.namedItem("category");
-      if (category && category.value === "user_avatar") { window.location.reload(); return; }
-      refreshRegions().then(function () {
-        items.forEach(function (item) { if (item.classList.contains("is-done")) item.remove(); });
-        var done = items.filter(function (item) { return item.classList.contains("is-done"); }).length;
-        announce(done ? "Upload finished." : "");
-      });
-    });
+    chain.then(function () { if (anyDone) settle(form); else summarize(form); });
   }
 
   var liveRegion = null;

@@ -154,13 +154,32 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     assert "do not match" in page.locator("#login-error").inner_text()
     sign_in(page, live, "alice")
 
+    # What the page can tell is wrong (too large, a type never taken) is refused at once, in
+    # plain words, whatever waits before it; the rest goes up one by one.
+    too_big = {"name": "scan-archive.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.7\n" + b"0" * (26 * 1024 * 1024)}
+    def given(name: str, media_type: str) -> dict:
+        return {"name": name, "mimeType": media_type, "buffer": (DATA / name).read_bytes()}
+
     page.locator("#main input[type=file]").first.set_input_files(
-        [str(DATA / "letter.pdf"), str(DATA / "photo.jpg"), str(DATA / "gif.gif")])
+        [given("letter.pdf", "application/pdf"), too_big, given("photo.jpg", "image/jpeg"),
+         given("gif.gif", "image/gif"), given("not-really.pdf", "application/pdf")])
     failed = page.locator(".upload-item.is-failed")
-    failed.wait_for()
-    assert "GIF image" in failed.inner_text()
+    refused_big = failed.filter(has_text="scan-archive.pdf")
+    refused_big.wait_for()
+    assert "the limit is 25 MB" in refused_big.inner_text()
+    assert "“.gif” files are not accepted here" in failed.filter(has_text="gif.gif").inner_text()
     row(page, "letter.pdf").wait_for()
     row(page, "photo.jpg").wait_for()
+    summary = page.locator(".upload-summary").first
+    wait_until(page, "document.querySelector('.upload-summary').textContent === '2 uploaded, 3 not uploaded'")
+    server_refused = failed.filter(has_text="not-really.pdf")
+    assert "Not uploaded:" in server_refused.inner_text()
+    assert server_refused.get_by_role("button", name="Retry not-really.pdf").count() == 0  # retrying changes nothing
+    for name in ("scan-archive.pdf", "gif.gif"):
+        failed.filter(has_text=name).get_by_role("button", name=f"Dismiss {name}").click()
+    assert page.locator(".upload-item").count() == 1 and summary.inner_text() == "2 uploaded, 1 not uploaded"
+    page.get_by_role("button", name="Dismiss not-really.pdf").click()
+    assert page.locator(".upload-item").count() == 0
     wait_until(page, "[...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
     assert thumbnail_loaded(page, "letter.pdf") and thumbnail_loaded(page, "photo.jpg")
     assert "2 pages" in row(page, "letter.pdf").inner_text()
