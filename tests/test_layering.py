@@ -15,7 +15,7 @@ import pytest
 
 APP = Path(__file__).resolve().parents[1] / "app"
 VENDORS = re.compile(r"candid|tscharts|claros|vsee", re.IGNORECASE)
-PARSERS = ("PIL", "pypdf", "pypdfium2", "zipfile")
+PARSERS = ("PIL", "pillow_heif", "pypdf", "pypdfium2", "zipfile")
 
 
 def modules() -> list[Path]:

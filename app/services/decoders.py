@@ -17,16 +17,16 @@ import struct
 import time
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from collections.abc import Callable
+from typing import Any
 
-import pillow_heif
 import pypdfium2 as pdfium  # imported here so each forked child inherits them warm
 from PIL import Image
 from pypdf import PdfReader
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject
 
 from app.errors import InvalidUpload, ServerBusy
+from app.services import heif
 from app.services.isolation import ChildOutOfMemory, ChildTimeout, IsolationError, gate, run_isolated
 
 log = logging.getLogger(__name__)
@@ -209,64 +209,13 @@ def _kids(node: DictionaryObject) -> ArrayObject:
 # -- Images ------------------------------------------------------------------------------------
 
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (not DHT, JPG, DAC)
-MAX_BOXES = 100_000  # boxes one walk visits; a real HEIC has a few hundred
-
-
-def register_heif() -> None:
-    """Teach Pillow HEIF; called only in the children that decode one (validation, renditions),
-    so no other Image.open in a worker ever reaches libheif. The main image only: an embedded
-    thumbnail could show another picture than the photo, and depth and auxiliary images are
-    never shown. One decoding thread, so a child costs one core, as the gates count."""
-    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False, decode_threads=1)
-
-
-def iso_boxes(fh: IO[bytes], start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload start, box end) of each ISO-BMFF (HEIF) box from `start` to `end`, reading
-    headers only; `fh` may be read and moved between boxes. Raises ValueError for a box that
-    does not fit in its parent (or more than MAX_BOXES)."""
-    pos = start
-    for _ in range(MAX_BOXES):
-        if pos >= end:
-            return
-        fh.seek(pos)
-        head = fh.read(8)
-        if len(head) < 8:
-            raise ValueError("a box header is cut off")
-        size, kind = struct.unpack(">I4s", head)
-        header = 8
-        if size == 1:  # a 64-bit size follows
-            large = fh.read(8)
-            if len(large) < 8:
-                raise ValueError("a box header is cut off")
-            size, header = struct.unpack(">Q", large)[0], 16
-        elif size == 0:  # to the end of the parent
-            size = end - pos
-        if size < header or pos + size > end:
-            raise ValueError(f"a {kind!r} box does not fit in its parent")
-        yield kind, pos + header, pos + size
-        pos += size
-    raise ValueError("far too many boxes")
-
-
-def find_boxes(fh: IO[bytes], route: tuple[bytes, ...], start: int = 0,
-               end: int | None = None) -> Iterator[tuple[int, int]]:
-    """(payload start, end) of every box at `route` below `start` (meta/iprp/ipco/ispe: each
-    image's size). Raises ValueError as iso_boxes."""
-    end = fh.seek(0, 2) if end is None else end
-    for kind, payload, stop in iso_boxes(fh, start, end):
-        if kind == route[0] and len(route) == 1:
-            yield payload, stop
-        elif kind == route[0]:
-            yield from find_boxes(fh, route[1:], payload + (4 if kind == b"meta" else 0), stop)  # meta: a full box
-
-
 def image_size(path: str, fmt: str) -> tuple[int, int] | None:
     """(width, height) from the header alone, or None when the header is not understood (the
     child's decoder then decides). For a JPEG the largest frame header before the scan counts;
     for a HEIC the largest image its container declares (tiles, thumbnails and the whole grid)."""
     with open(path, "rb") as fh:
         if fmt == "HEIF":
-            return _heif_size(fh)
+            return heif.declared_size(fh)
         if fmt == "PNG":
             head = fh.read(24)
             if len(head) < 24 or head[12:16] != b"IHDR":
@@ -307,34 +256,6 @@ def _jpeg_size(fh) -> tuple[int, int] | None:
     return best
 
 
-def _heif_size(fh: IO[bytes]) -> tuple[int, int] | None:
-    """The largest `ispe` (image spatial extents: every coded image has one) in meta/iprp/ipco."""
-    best: tuple[int, int] | None = None
-    try:
-        for start, stop in find_boxes(fh, (b"meta", b"iprp", b"ipco", b"ispe")):
-            if stop - start < 12:
-                return None  # a size that is not there: the child's decoder decides
-            fh.seek(start + 4)  # past version and flags
-            width, height = struct.unpack(">II", fh.read(8))
-            if best is None or width * height > best[0] * best[1]:
-                best = (width, height)
-    except (ValueError, struct.error):
-        return None
-    return best
-
-
-def _heif_end(path: str) -> int:
-    """Where the last top-level box ends (the file's size when its boxes tile it exactly), or -1."""
-    with open(path, "rb") as fh:
-        end = fh.seek(0, 2)
-        try:
-            for _ in iso_boxes(fh, 0, end):
-                pass
-        except ValueError:
-            return -1
-        return end
-
-
 def too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> str:
     megapixels = f"{max_pixels / 1e6:,.1f}".removesuffix(".0")
     said = f"is {size[0]:,}x{size[1]:,} pixels" if size else "has far too many pixels"
@@ -348,7 +269,7 @@ def decode_image(path: str, fmt: str, max_pixels: int) -> tuple[int, int, int]:
     (-1: its boxes do not parse), -1 for a JPEG). A HEIC's size is as shown (rotations applied)."""
     noun = "HEIC photo" if fmt == "HEIF" else f"{fmt} image"
     if fmt == "HEIF":
-        register_heif()
+        heif.register_heif()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own cap decides
@@ -362,13 +283,13 @@ def decode_image(path: str, fmt: str, max_pixels: int) -> tuple[int, int, int]:
                     im.verify()  # chunk CRCs
             with Image.open(path, formats=[fmt]) as im:
                 im.load()  # a full decode catches truncation
-        end = _png_end(path) if fmt == "PNG" else _heif_end(path) if fmt == "HEIF" else -1
+        end = _png_end(path) if fmt == "PNG" else heif.end_of_boxes(path) if fmt == "HEIF" else -1
     except (InvalidUpload, MemoryError):
         raise
     except Image.DecompressionBombError as exc:
         raise refuse(too_many_pixels(None, max_pixels), exc) from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError…
-        if fmt == "HEIF" and _heif_end(path) == -1:  # its last box is cut off: libheif only says "cannot read"
+        if fmt == "HEIF" and heif.end_of_boxes(path) == -1:  # its last box is cut off: libheif only says "cannot read"
             raise refuse(INCOMPLETE, exc) from None
         raise refuse(_image_sentence(exc, noun), exc) from None
     return size[0], size[1], end

@@ -20,7 +20,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from app.errors import BadRequest
-from app.services.decoders import register_heif
+from app.services.heif import register_heif
 from app.services.isolation import IsolationError, run_isolated
 
 MAX_SIDE = 4096

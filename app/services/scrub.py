@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from itertools import pairwise
 from typing import IO, TypeAlias
 
-from app.services.decoders import iso_boxes
+from app.services.heif import iso_boxes
 from app.services.validation import HEIC, JPEG, PNG
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
