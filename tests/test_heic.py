@@ -16,13 +16,14 @@ import struct
 import time
 import tracemalloc
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pillow_heif
 import pytest
 from conftest import blobs, count_files, sample
 from PIL import Image, ImageChops, ImageStat
 from sqlalchemy import select
+from test_decoder_limits import LIMITS, check, refusal
+from test_renditions import _get as get
 
 from app.errors import InvalidUpload
 from app.extensions import db
@@ -31,14 +32,12 @@ from app.services import decoders, files
 from app.services.audit import Origin
 from app.services.isolation import run_isolated
 from app.services.scrub import NotScrubbable, _heif_blanks, strip_metadata
-from app.services.validation import HEIC, TEXT, Limits, inspect_file, sniff
+from app.services.validation import HEIC, TEXT, sniff
 from app.storage import get_storage
 from app.urls import view_url
 from app.web import display
 
 MIB = 1024 * 1024
-LIMITS = Limits(image_max_pixels=60_000_000, pdf_timeout=10.0, pdf_memory=512 * MIB,
-                zip_max_uncompressed=100 * MIB)
 GPS_IFD = 0x8825
 SECRETS = (b"PhoneCo", b"Phone 15", b"GPSLatitude", b"52,31")  # what phone-photo.heic's metadata says
 
@@ -60,30 +59,6 @@ def heic_of(im: Image.Image, **params) -> bytes:
 def ftyp(major: bytes, *compatible: bytes) -> bytes:
     body = major + b"\x00\x00\x00\x00" + b"".join(compatible)
     return struct.pack(">I", 8 + len(body)) + b"ftyp" + body
-
-
-def check(tmp_path: Path, data: bytes, name: str, limits: Limits = LIMITS):
-    path = tmp_path / "upload.tmp"
-    path.write_bytes(data)
-    return inspect_file(str(path), name, limits)
-
-
-def refusal(tmp_path: Path, data: bytes, name: str, limits: Limits = LIMITS) -> str:
-    with pytest.raises(InvalidUpload) as info:
-        check(tmp_path, data, name, limits)
-    return info.value.message
-
-
-def _path(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}"
-
-
-def get(client, url: str):
-    resp = client.get(_path(url) if "://" in url else url)
-    resp.get_data()
-    resp.close()
-    return resp
 
 
 def stored_bytes(row: StoredFile) -> bytes:
@@ -166,8 +141,9 @@ PARENT_CHECK = """\
 import sys
 from PIL import Image
 from app.services import images
+from app.services.validation import inspect_file
 import test_heic as t
-found = t.inspect_file(sys.argv[1], "IMG_0001.HEIC", t.LIMITS)
+found = inspect_file(sys.argv[1], "IMG_0001.HEIC", t.LIMITS)
 png = images.render_isolated(images.image_png, open(sys.argv[1], "rb").read(), 128, timeout=10,
                              memory=512 * t.MIB, what="rendition")
 print(found.media_type, found.width, found.height, png[:4] == b"\\x89PNG", "HEIF" in Image.OPEN)
