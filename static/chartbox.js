@@ -259,22 +259,111 @@
 
   /* ---- In-page viewer: images as they are, PDFs as rendered pages (works on every phone) ---- */
 
+  var VIEWER_TEXT_BYTES = 2 * 1024 * 1024;  // text and CSV shown in the page up to this size
+  var VIEWER_ROWS = 500;
+  var viewerLinks = [], viewerAt = -1, pageWatch = null;
+
+  // RFC 4180 fields: commas, quotes doubled inside quotes, newlines inside quotes.
+  function csvRows(text, limit) {
+    var rows = [], row = [], field = "", quoted = false, i = 0;
+    for (; i < text.length && rows.length < limit; i++) {
+      var c = text.charAt(i);
+      if (quoted) {
+        if (c === '"' && text.charAt(i + 1) === '"') { field += '"'; i++; }
+        else if (c === '"') quoted = false;
+        else field += c;
+      } else if (c === '"') quoted = true;
+      else if (c === ",") { row.push(field); field = ""; }
+      else if (c === "\n" || c === "\r") {
+        if (c === "\r" && text.charAt(i + 1) === "\n") i++;
+        row.push(field); rows.push(row); row = []; field = "";
+      } else field += c;
+    }
+    if ((field || row.length) && rows.length < limit) { row.push(field); rows.push(row); }
+    return { rows: rows, more: i < text.length };
+  }
+
+  function showText(body, link, kind) {
+    var size = parseInt(link.dataset.size, 10) || 0;
+    if (size > VIEWER_TEXT_BYTES) {
+      var note = el("p", "viewer-note", "This file is too long to show here (" + humanSize(size) + "). ");
+      var open = el("a", "", "Download it");
+      open.href = link.dataset.download;
+      note.appendChild(open);
+      body.appendChild(note);
+      return;
+    }
+    var waiting = el("p", "viewer-note", "Loading…");
+    body.appendChild(waiting);
+    fetch(link.href, { credentials: "same-origin" })
+      .then(function (resp) { if (!resp.ok) throw new Error(resp.status); return resp.text(); })
+      .then(function (text) {
+        waiting.remove();
+        if (kind === "csv") {
+          var parsed = csvRows(text.replace(/^\ufeff/, ""), VIEWER_ROWS + 1);
+          var table = el("table", "viewer-table");
+          var head = el("thead"), rows = el("tbody");
+          parsed.rows.forEach(function (cells, n) {
+            var tr = el("tr");
+            cells.forEach(function (cell) { tr.appendChild(el(n === 0 ? "th" : "td", "", cell)); });
+            (n === 0 ? head : rows).appendChild(tr);
+          });
+          table.appendChild(head);
+          table.appendChild(rows);
+          var wrap = el("div", "viewer-sheet");
+          wrap.tabIndex = 0;  // a wide table scrolls sideways: the keyboard can too
+          wrap.setAttribute("role", "region");
+          wrap.setAttribute("aria-label", "The table");
+          wrap.appendChild(table);
+          body.appendChild(wrap);
+          if (parsed.more) body.appendChild(el("p", "viewer-note", "Showing the first " + VIEWER_ROWS + " rows; download the file for all of them."));
+        } else {
+          body.appendChild(el("pre", "viewer-text", text));
+        }
+      })
+      .catch(function () { waiting.textContent = "The file could not be shown here; download it instead."; });
+  }
+
+  // "Page n of N" follows the page at the top of the view as it scrolls.
+  function watchPages(body, pages) {
+    var indicator = document.getElementById("viewer-page");
+    indicator.hidden = false;
+    indicator.textContent = "Page 1 of " + pages;
+    pageWatch = function () {
+      var top = body.getBoundingClientRect().top + body.clientHeight / 3, current = 1;
+      body.querySelectorAll(".viewer-page").forEach(function (img) {
+        if (img.getBoundingClientRect().top <= top) current = parseInt(img.dataset.page, 10);
+      });
+      indicator.textContent = "Page " + current + " of " + pages;
+    };
+    body.addEventListener("scroll", pageWatch, { passive: true });
+  }
+
   function openViewer(link) {
     var dialog = document.getElementById("viewer");
     if (!dialog || typeof dialog.showModal !== "function") return false;
     var body = document.getElementById("viewer-body");
     var name = link.dataset.name;
+    viewerLinks = Array.prototype.slice.call(document.querySelectorAll(".file-name[data-viewer]"));
+    viewerAt = viewerLinks.indexOf(link);
+    document.getElementById("viewer-prev").disabled = viewerAt <= 0;
+    document.getElementById("viewer-next").disabled = viewerAt < 0 || viewerAt >= viewerLinks.length - 1;
     document.getElementById("viewer-title").textContent = name;
     document.getElementById("viewer-open").href = link.href;
     document.getElementById("viewer-download").href = link.dataset.download;
+    document.getElementById("viewer-page").hidden = true;
+    stopWatchingPages();
+    setZoom(false);
     body.textContent = "";
-    var sub = link.dataset.meta || "";
-    if (link.dataset.kind === "pdf") {
+    body.scrollTop = 0;
+    var kind = link.dataset.kind;
+    if (kind === "pdf") {
       var pages = parseInt(link.dataset.pages, 10) || 1;
       var shown = Math.min(pages, VIEWER_PAGES);
       for (var page = 1; page <= shown; page++) {
         var img = el("img", "viewer-page");
         img.alt = "Page " + page + " of " + pages + " of " + name;
+        img.dataset.page = page;
         img.loading = page > 2 ? "lazy" : "eager";
         img.src = link.href + "&size=" + PAGE_BOX + "&preview=" + page;
         body.appendChild(img);
@@ -286,25 +375,58 @@
         note.appendChild(more);
         body.appendChild(note);
       }
+      watchPages(body, pages);
+    } else if (kind === "csv" || kind === "text") {
+      showText(body, link, kind);
     } else {
       var image = el("img", "viewer-image");
       image.alt = name;
       image.src = link.href;
       body.appendChild(image);
     }
-    document.getElementById("viewer-sub").textContent = sub;
-    dialog.showModal();
+    document.getElementById("viewer-zoom").hidden = !(kind === "pdf" || kind === "image");
+    document.getElementById("viewer-sub").textContent = link.dataset.meta || "";
+    if (!dialog.open) dialog.showModal();
     return true;
+  }
+
+  function stopWatchingPages() {
+    if (pageWatch) document.getElementById("viewer-body").removeEventListener("scroll", pageWatch);
+    pageWatch = null;
+  }
+
+  function setZoom(on) {
+    var zoom = document.getElementById("viewer-zoom");
+    document.getElementById("viewer-body").classList.toggle("is-zoomed", on);
+    zoom.setAttribute("aria-pressed", on ? "true" : "false");
+    zoom.textContent = on ? "Fit" : "Zoom";
+  }
+
+  function step(by) {
+    var next = viewerLinks[viewerAt + by];
+    if (next) openViewer(next);
   }
 
   function setUpViewer() {
     var dialog = document.getElementById("viewer");
     if (!dialog) return;
     document.getElementById("viewer-close").addEventListener("click", function () { dialog.close(); });
+    document.getElementById("viewer-prev").addEventListener("click", function () { step(-1); });
+    document.getElementById("viewer-next").addEventListener("click", function () { step(1); });
+    document.getElementById("viewer-zoom").addEventListener("click", function () {
+      setZoom(!document.getElementById("viewer-body").classList.contains("is-zoomed"));
+    });
+    dialog.addEventListener("keydown", function (event) {
+      if (event.key === "ArrowRight") { step(1); event.preventDefault(); }
+      if (event.key === "ArrowLeft") { step(-1); event.preventDefault(); }
+    });
     dialog.addEventListener("click", function (event) {
       if (event.target === dialog) dialog.close();  // a click on the backdrop
     });
-    dialog.addEventListener("close", function () { document.getElementById("viewer-body").textContent = ""; });
+    dialog.addEventListener("close", function () {
+      document.getElementById("viewer-body").textContent = "";
+      stopWatchingPages();
+    });
     document.addEventListener("click", function (event) {
       var trigger = event.target.closest && event.target.closest("[data-viewer]");
       if (!trigger || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;

@@ -1,5 +1,6 @@
 """Patients' pages through the test client: listing, uploads, rename, delete, avatar, access."""
 import io
+import re
 
 import pytest
 from conftest import blobs, sample
@@ -265,3 +266,13 @@ def test_file_rows_say_when_with_the_time(make_page_client, make_user, make_file
     row = make_file(alice, "letter.pdf")
     page = make_page_client(alice).get("/documents").get_data(as_text=True)
     assert f"{row.created_at:%-d %b %Y, %H:%M} UTC</time>" in page
+
+
+def test_text_and_csv_open_in_the_viewer_and_office_files_download(make_page_client, make_user, make_file):
+    alice = make_user()
+    for name in ("vitals.csv", "notes.txt", "referral.docx", "letter.pdf"):
+        make_file(alice, name)
+    page = make_page_client(alice).get("/documents").get_data(as_text=True)
+    kinds = dict(re.findall(r'data-kind="(\w+)"[^>]*data-name="([^"]+)"', page)[i][::-1] for i in range(3))
+    assert kinds == {"vitals.csv": "csv", "notes.txt": "text", "letter.pdf": "pdf"}
+    assert 'data-kind="None"' not in page and page.count("data-viewer data-kind") == 3  # not the Word file

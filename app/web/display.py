@@ -8,7 +8,16 @@ from flask_login import current_user
 
 from app.models import Action, StoredFile, User
 from app.services import access, files
-from app.services.validation import ACCEPTED_EXTENSIONS, IMAGES, TYPES, WEB_IMAGES, describe, name_extension
+from app.services.validation import (
+    ACCEPTED_EXTENSIONS,
+    CSV,
+    IMAGES,
+    TEXT,
+    TYPES,
+    WEB_IMAGES,
+    describe,
+    name_extension,
+)
 from app.urls import view_url
 from app.web.navigation import here, page_url
 
@@ -107,9 +116,19 @@ def _viewer() -> User | None:
     return current_user._get_current_object() if current_user.is_authenticated else None
 
 
+def viewer_kind(row: StoredFile) -> str | None:
+    """How the in-page viewer shows it: "pdf" (rendered pages), "image", "csv" (a table),
+    "text"; None for what only downloads (Word, Excel)."""
+    if row.is_pdf:
+        return "pdf"
+    if row.media_type in IMAGES:
+        return "image"
+    return {CSV: "csv", TEXT: "text"}.get(row.media_type)
+
+
 def viewable(row: StoredFile) -> bool:
-    """Whether the in-page viewer can show it (images, and PDFs as rendered pages)."""
-    return row.media_type in IMAGES or row.is_pdf
+    """Whether the in-page viewer can show it."""
+    return viewer_kind(row) is not None
 
 
 def can(row: StoredFile, action: str) -> bool:
@@ -168,8 +187,8 @@ def register_display(app: Flask) -> None:
     """Make the helpers above available to every template."""
     app.jinja_env.filters.update(human_size=human_size, human_date=human_date, human_datetime=human_datetime, iso=iso)
     app.jinja_env.globals.update(
-        file_kind=kind, type_name=type_name, name_parts=name_parts, thumb_url=thumb_url, open_url=open_url,
-        download_url=download_url, viewable=viewable, can=can, uploader=uploader,
+        file_kind=kind, type_name=type_name, name_parts=name_parts, viewer_kind=viewer_kind, thumb_url=thumb_url,
+        open_url=open_url, download_url=download_url, viewable=viewable, can=can, uploader=uploader,
         initials=initials, avatar_url=avatar_url, needs_reason=needs_reason, viewer_is_staff=viewer_is_staff,
         mine=mine, VIEWER_PAGES=VIEWER_PAGES,
         UPLOAD_ACCEPT=UPLOAD_ACCEPT, here=here, page_url=page_url,

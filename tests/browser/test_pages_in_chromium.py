@@ -162,7 +162,7 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
 
     page.locator("#main input[type=file]").first.set_input_files(
         [given("letter.pdf", "application/pdf"), too_big, given("photo.jpg", "image/jpeg"),
-         given("gif.gif", "image/gif"), given("not-really.pdf", "application/pdf")])
+         given("gif.gif", "image/gif"), given("not-really.pdf", "application/pdf"), given("vitals.csv", "text/csv")])
     failed = page.locator(".upload-item.is-failed")
     refused_big = failed.filter(has_text="scan-archive.pdf")
     refused_big.wait_for()
@@ -170,14 +170,15 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     assert "“.gif” files are not accepted here" in failed.filter(has_text="gif.gif").inner_text()
     row(page, "letter.pdf").wait_for()
     row(page, "photo.jpg").wait_for()
+    row(page, "vitals.csv").wait_for()
     summary = page.locator(".upload-summary").first
-    wait_until(page, "document.querySelector('.upload-summary').textContent === '2 uploaded, 3 not uploaded'")
+    wait_until(page, "document.querySelector('.upload-summary').textContent === '3 uploaded, 3 not uploaded'")
     server_refused = failed.filter(has_text="not-really.pdf")
     assert "Not uploaded:" in server_refused.inner_text()
     assert server_refused.get_by_role("button", name="Retry not-really.pdf").count() == 0  # retrying changes nothing
     for name in ("scan-archive.pdf", "gif.gif"):
         failed.filter(has_text=name).get_by_role("button", name=f"Dismiss {name}").click()
-    assert page.locator(".upload-item").count() == 1 and summary.inner_text() == "2 uploaded, 1 not uploaded"
+    assert page.locator(".upload-item").count() == 1 and summary.inner_text() == "3 uploaded, 1 not uploaded"
     page.get_by_role("button", name="Dismiss not-really.pdf").click()
     assert page.locator(".upload-item").count() == 0
     wait_until(page, "[...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
@@ -212,7 +213,32 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     for _ in range(8):
         page.keyboard.press("Shift+Tab")
         assert page.evaluate("document.getElementById('viewer').contains(document.activeElement)")
+    assert page.locator("#viewer-page").inner_text() == "Page 1 of 2"
+    page.locator("#viewer-body").evaluate("body => body.scrollTo(0, body.scrollHeight)")
+    wait_until(page, "document.getElementById('viewer-page').textContent === 'Page 2 of 2'")
+    zoom = page.locator("#viewer-zoom")
+    zoom.click()
+    assert zoom.get_attribute("aria-pressed") == "true" and zoom.inner_text() == "Fit"
     shot(page, "03-pdf-viewer", full_page=False)
+    zoom.click()
+    # The next and previous files open in place (the list is newest first: the CSV is before the PDF).
+    names = page.evaluate("[...document.querySelectorAll('.file-name[data-viewer]')].map(a => a.dataset.name)")
+    at = names.index("letter.pdf")
+    page.keyboard.press("ArrowRight")
+    wait_until(page, f"document.getElementById('viewer-title').textContent === {names[at + 1]!r}")
+    page.get_by_role("button", name="Previous file").click()
+    wait_until(page, "document.getElementById('viewer-title').textContent === 'letter.pdf'")
+    page.keyboard.press("Escape")
+    viewer.wait_for(state="hidden")
+
+    row(page, "vitals.csv").locator(".file-name").click()  # a CSV opens as a table
+    viewer.wait_for(state="visible")
+    viewer.locator("table.viewer-table th", has_text="heart_rate_bpm").wait_for()
+    assert viewer.locator("table.viewer-table tbody tr").count() >= 2
+    assert viewer.locator("table.viewer-table tbody tr").first.locator("td").first.inner_text() == "2024-01-01"
+    assert viewer.get_by_role("cell", name="note, with comma").count() == 1  # a quoted field stays one cell
+    assert not page.locator("#viewer-zoom").is_visible()  # nothing to zoom in a table
+    shot(page, "03b-csv-viewer", full_page=False)
     page.keyboard.press("Escape")
     viewer.wait_for(state="hidden")
 
