@@ -1,5 +1,6 @@
 """Accessibility as a test: axe-core (vendored, tests/browser/vendor/) run in a page Playwright
-has open, failing on any violation of impact serious or critical.
+has open, in both colour schemes and at desktop and phone sizes, failing on any violation of
+impact serious or critical.
 
 axe is evaluated through the DevTools protocol (page.evaluate), which the pages' strict CSP
 does not govern, so the pages keep their real policy while they are checked.
@@ -42,14 +43,27 @@ def violations(page) -> list[str]:
     return list(found)
 
 
-def check(page, state: str) -> None:
-    """Fail on the page state's serious or critical violations, at its own size and on a phone."""
-    found = [f"{state}: {v}" for v in violations(page)]
+def check(page, state: str, shoot=None) -> None:
+    """Fail on the page state's serious or critical violations, in the light and the dark
+    theme, at its own size and on a phone; `shoot(suffix)`, when given, saves a screenshot of
+    each of the four."""
+    found: list[str] = []
     size = page.viewport_size
-    if size and size["width"] > PHONE["width"]:
-        page.set_viewport_size(PHONE)
-        try:
-            found += [f"{state} (phone): {v}" for v in violations(page)]
-        finally:
+    sizes = [("", size)] + ([("-phone", PHONE)] if size and size["width"] > PHONE["width"] else [])
+    try:
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            for label, viewport in sizes:
+                if viewport != page.viewport_size:
+                    page.set_viewport_size(viewport)
+                suffix = ("-dark" if scheme == "dark" else "") + label
+                if shoot is not None and suffix:
+                    shoot(suffix)
+                found += [f"{state}{suffix}: {v}" for v in violations(page)]
+            if page.viewport_size != size:
+                page.set_viewport_size(size)
+    finally:
+        page.emulate_media(color_scheme="light")
+        if size and page.viewport_size != size:
             page.set_viewport_size(size)
     assert not found, "accessibility violations:\n" + "\n".join(found)

@@ -112,8 +112,8 @@ def shot(page, name: str, full_page: bool = True, check: bool = True) -> None:
     with them on)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
-    if check:
-        a11y.check(page, name)
+    if check:  # and the same state dark, and on a phone: name-dark, name-phone, name-dark-phone
+        a11y.check(page, name, lambda suffix: page.screenshot(path=str(SHOTS / f"{name}{suffix}.png"), full_page=full_page))
 
 
 def sign_in(page, live: Live, username: str) -> None:
