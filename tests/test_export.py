@@ -149,6 +149,18 @@ def test_a_missing_blob_is_listed_as_unavailable_and_the_rest_still_comes(make_p
     assert row["path"].startswith("(unavailable")
 
 
+def test_a_blob_of_the_wrong_size_is_left_out_and_audited(make_page_client, chart, storage_root):
+    row = db.session.get(StoredFile, chart["twin"].id)
+    path = next(p for p in blobs(storage_root) if p.name == row.storage_key.rsplit("/", 1)[-1])
+    path.write_bytes(path.read_bytes()[:-10])
+    archive = archive_of(make_page_client(chart["alice"]).get("/documents/export"))
+    unavailable = [r for r in manifest(archive) if r["path"].startswith("(unavailable")]
+    assert [(r["name"], r["sha256"]) for r in unavailable] == [("letter.pdf", row.sha256)]
+    assert "Documents/letter (2).pdf" not in archive.namelist() and "Documents/letter.pdf" in archive.namelist()
+    assert db.session.query(AuditEvent).filter_by(file_id=row.id, action="view", outcome="ok").filter(
+        AuditEvent.detail.isnot(None)).count() == 1  # the mismatch, recorded
+
+
 def test_a_damaged_blob_cuts_the_archive_short(make_page_client, chart, storage_root):
     row = db.session.get(StoredFile, chart["mine"].id)
     path = next(p for p in blobs(storage_root) if p.name == row.storage_key.rsplit("/", 1)[-1])

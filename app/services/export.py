@@ -9,9 +9,10 @@ zipstream-ng builds it as it is sent, one chunk at a time, never whole in memory
 
 Each file is read through viewing.VerifiedStream: a blob whose bytes no longer match its
 sha256 stops the transfer (the client sees a short download, never a complete archive with a
-wrong file in it), logged and audited as a streamed view would be. A blob already missing when
-the export starts is left out and listed as unavailable (and logged for the administrator), so
-one lost file never keeps a patient from the rest.
+wrong file in it), logged and audited as a streamed view would be. A blob already missing, or of
+another size than its row's, when the export starts is left out and listed as unavailable
+(logged for the administrator, a wrong size also audited), so one lost file never keeps a
+patient from the rest.
 
 Accounted for before the first byte: one audit event per file (`export`, so each file's access
 history names who took it home), all with the request's id, committed together.
@@ -37,7 +38,7 @@ from app.models import Action, Category, StoredFile, User, Visit
 from app.models.base import utcnow
 from app.services import access, audit, transaction, viewing
 from app.services.audit import Origin
-from app.services.files import download_name, missing_blob
+from app.services.files import damaged, download_name, missing_blob
 from app.services.validation import describe
 from app.storage import BlobMissing, get_storage
 
@@ -81,11 +82,14 @@ def export_chart(actor: User, origin: Origin, patient: User) -> Export:
     storage = get_storage()
     for entry in entries:
         try:
-            entry.available = storage.size(entry.row.storage_key) == entry.row.size
+            stored = storage.size(entry.row.storage_key)
         except BlobMissing:
             entry.available = False
-        if not entry.available:
             missing_blob(entry.row)  # logged: `chartbox files check` names it too
+            continue
+        if stored != entry.row.size:  # damaged: logged and audited, and left out like a missing one
+            entry.available = False
+            damaged(entry.row, origin, f"the blob has {stored} bytes, the row says {entry.row.size}", actor)
     archive = ZipStream(sized=True)
     when = utcnow()
     for entry in entries:
