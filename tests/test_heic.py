@@ -522,3 +522,16 @@ def test_the_file_service_takes_a_heic_from_any_door(app, make_user):
                        Category.USER_DOCUMENT, files.Target.chart(owner))
     assert row.media_type == HEIC and row.ext == "heic"
     assert_blanked_in_place(sample("phone-photo.heic"), stored_bytes(row))
+
+
+def test_the_page_offers_a_heic_as_the_original_and_as_a_jpeg(make_page_client, make_user, make_file):
+    alice = make_user()
+    make_file(alice, "phone-photo.heic")
+    make_file(alice, "photo.jpg")
+    client = make_page_client(alice)
+    page = client.get("/documents").get_data(as_text=True)
+    links = re.findall(r'href="([^"]+)" aria-label="Download ([^"]+) as JPEG"', page)
+    assert [name for _, name in links] == ["phone-photo.heic"]  # a JPEG needs no JPEG copy
+    resp = client.get(html.unescape(links[0][0]).replace("http://chartbox.test", ""))
+    assert resp.status_code == 200 and resp.mimetype == "image/jpeg"
+    assert resp.headers["Content-Disposition"].startswith("attachment")

@@ -111,6 +111,13 @@ def download_url(row: StoredFile) -> str:
     return view_url(row, _viewer()) + "&download=1"
 
 
+def jpeg_download_url(row: StoredFile) -> str | None:
+    """For a photo only Safari opens (HEIC): the whole photo as a JPEG anyone's computer can."""
+    if row.media_type in IMAGES - WEB_IMAGES:
+        return view_url(row, _viewer()) + "&format=jpeg&download=1"
+    return None
+
+
 def _viewer() -> User | None:
     """Links on a page are minted for the signed-in user (their views are theirs)."""
     return current_user._get_current_object() if current_user.is_authenticated else None
@@ -188,7 +195,8 @@ def register_display(app: Flask) -> None:
     app.jinja_env.filters.update(human_size=human_size, human_date=human_date, human_datetime=human_datetime, iso=iso)
     app.jinja_env.globals.update(
         file_kind=kind, type_name=type_name, name_parts=name_parts, viewer_kind=viewer_kind, thumb_url=thumb_url,
-        open_url=open_url, download_url=download_url, viewable=viewable, can=can, uploader=uploader,
+        open_url=open_url, download_url=download_url, jpeg_download_url=jpeg_download_url, viewable=viewable,
+        can=can, uploader=uploader,
         initials=initials, avatar_url=avatar_url, needs_reason=needs_reason, viewer_is_staff=viewer_is_staff,
         mine=mine, VIEWER_PAGES=VIEWER_PAGES,
         UPLOAD_ACCEPT=UPLOAD_ACCEPT, here=here, page_url=page_url,
