@@ -81,14 +81,8 @@ def record(action: Action, origin: Origin, *, actor: User | None, file: StoredFi
         outcome: "ok", or "refused" for access that was denied.
         detail: small facts (names, counts, reasons) — never contents, tokens or codes.
     """
-    session = db.session()
-    if session.new or session.dirty or session.deleted:
-        session.flush()  # the rows this event names go first (foreign keys)
     event = _event(action, origin, actor, file, account_id, patient_id, outcome, detail)
-    # Core statements on the session's connection: the same transaction, without the ORM's
-    # unit of work (a view's audit was most of its cost: BENCHMARKS.md, "Small downloads").
-    _append(session.connection(), [event])
-    transaction.mark_written()
+    _write([event])
     return event
 
 
@@ -96,13 +90,18 @@ def record_each(action: Action, origin: Origin, *, actor: User | None,
                 files: Sequence[tuple[StoredFile, dict]]) -> None:
     """record() of one event per (file, detail), chained in one go (an export of a whole chart:
     three statements for all of its files, not three for each)."""
-    if not files:
-        return
+    if files:
+        _write([_event(action, origin, actor, file, None, None, "ok", detail) for file, detail in files])
+
+
+def _write(events: list[AuditEvent]) -> None:
+    """Chain and insert events in the session's transaction (its caller commits them)."""
     session = db.session()
     if session.new or session.dirty or session.deleted:
-        session.flush()
-    _append(session.connection(), [_event(action, origin, actor, file, None, None, "ok", detail)
-                                   for file, detail in files])
+        session.flush()  # the rows these events name go first (foreign keys)
+    # Core statements on the session's connection: the same transaction, without the ORM's
+    # unit of work (a view's audit was most of its cost: BENCHMARKS.md, "Small downloads").
+    _append(session.connection(), events)
     transaction.mark_written()
 
 

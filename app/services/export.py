@@ -62,12 +62,7 @@ class Export:
 
     name: str
     size: int
-    entries: list[Entry] = field(repr=False)
     chunks: Iterator[bytes] = field(repr=False)
-
-    @property
-    def count(self) -> int:
-        return sum(entry.available for entry in self.entries)
 
 
 def export_chart(actor: User, origin: Origin, patient: User) -> Export:
@@ -104,7 +99,7 @@ def export_chart(actor: User, origin: Origin, patient: User) -> Export:
                      patient_id=patient.id, files=0)
     transaction.commit()
     name = f"Chartbox records – {patient.full_name} – {when:%Y-%m-%d}.zip"
-    return Export(name=name, size=len(archive), entries=entries, chunks=iter(archive))
+    return Export(name=name, size=len(archive), chunks=iter(archive))
 
 
 def _records(actor: User, patient: User) -> list[StoredFile]:
