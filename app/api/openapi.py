@@ -1,11 +1,11 @@
-"""Serves app/api/openapi.yaml as JSON at /api/openapi.json."""
+"""Serves app/api/openapi.yaml as JSON at /api/openapi.json, and for people at /api/docs."""
 from __future__ import annotations
 
 import functools
 import os
 
 import yaml
-from flask import Blueprint
+from flask import Blueprint, render_template
 
 bp = Blueprint("openapi", __name__)
 SPEC_PATH = os.path.join(os.path.dirname(__file__), "openapi.yaml")
@@ -21,3 +21,9 @@ def load_spec() -> dict:
 def spec():
     """The OpenAPI 3.1 document describing every dialect."""
     return load_spec()
+
+
+@bp.get("/api/docs")
+def docs():
+    """The same document for people: Swagger UI (vendored under static/), one group per dialect."""
+    return render_template("api_docs.html")
