@@ -4,7 +4,7 @@ A dialect's own tables live beside its routes (app/api/<vendor>/models.py).
 """
 from app.models.accounts import Account, ApiToken, User
 from app.models.audit import AuditChain, AuditEvent
-from app.models.enums import Action, Category, Channel, Role, TargetType
+from app.models.enums import Action, Category, Channel, Role, TargetType, VisitStatus
 from app.models.files import StoredFile
 from app.models.ratelimits import RateLimitCounter
 from app.models.sessions import EndReason, UserSession
@@ -26,4 +26,5 @@ __all__ = [
     "User",
     "UserSession",
     "Visit",
+    "VisitStatus",
 ]

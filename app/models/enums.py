@@ -20,6 +20,12 @@ class TargetType(StrEnum):
     VISIT = "visit"
 
 
+class VisitStatus(StrEnum):
+    OPEN = "open"  # opened, files still being collected
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
 class Action(StrEnum):
     """What an actor does (to a file, mostly); also the audit event's verb."""
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import Model
 from app.models.accounts import User
 from app.models.base import UTCDateTime, new_uuid, utcnow
+from app.models.enums import VisitStatus
 
 
 class Visit(Model):
@@ -22,5 +23,10 @@ class Visit(Model):
     external_id: Mapped[str | None] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The clinician the visit is with (staff of the same clinic), when known.
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(16), default=VisitStatus.OPEN.value,
+                                        server_default=VisitStatus.OPEN.value)
 
-    patient: Mapped[User] = relationship(lazy="joined")
+    patient: Mapped[User] = relationship(lazy="joined", foreign_keys=[patient_id])
+    provider: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[provider_id])

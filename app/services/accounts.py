@@ -16,7 +16,7 @@ from app.errors import BadRequest, Conflict, NotFound, Unauthorized
 from app.extensions import db
 from app.models import Account, Action, ApiToken, EndReason, Role, User, Visit
 from app.models.base import MAX_ID, utcnow
-from app.services import access, audit, directory, sessions, throttle, transaction
+from app.services import access, audit, directory, sessions, throttle, transaction, visits
 from app.services.audit import Origin
 from app.services.directory import find_patients as find_patients  # moved there; old callers keep working
 
@@ -345,20 +345,24 @@ def revoke_presented_token(token: str | None, origin: Origin | None = None) -> N
 
 
 def create_visit(patient: User, external_id: str | None = None, reason: str = "",
-                 origin: Origin | None = None, actor: User | None = None) -> Visit:
+                 origin: Origin | None = None, actor: User | None = None, provider: User | None = None) -> Visit:
     """Open a visit for a patient, in one commit with whatever visit_opened's receivers add.
 
     Args:
         external_id: an outside system's id for the visit (unique in the clinic).
         origin, actor: who opens it and through which door (receivers audit with them).
-    Raises BadRequest (not a patient), Conflict (external id taken).
+        provider: the clinician it is with; a staff actor when not given.
+    Raises BadRequest (not a patient; a provider not of the clinic's staff), Conflict (external
+    id taken).
     """
     if patient.role != Role.PATIENT:
         raise BadRequest(f"{patient.username} is not a patient.")
+    if provider is None and actor is not None and actor.is_staff:
+        provider = actor
     message = f"A visit with external id {external_id!r} already exists."
     lock_clinic(patient.account_id)
-    visit = Visit(account_id=patient.account_id, patient_id=patient.id,
-                  external_id=external_id or None, reason=reason[:200])
+    visit = Visit(account_id=patient.account_id, patient_id=patient.id, external_id=external_id or None,
+                  reason=reason[:200], provider_id=visits.provider_for(patient, provider))
     db.session.add(visit)
     try:
         db.session.flush()  # the visit's id, for the receivers

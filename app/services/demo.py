@@ -52,7 +52,7 @@ def seed_demo() -> DemoSeed:
         seed.logins.append((role.value, username, password))
     seed.patient_ids = {u: users[u].id for u in ("alice", "bob", "alice.m")}
     provider, alice, bob = users["dr.rivera"], users["alice"], users["bob"]
-    visit = accounts.create_visit(alice, external_id="demo-visit-1", reason="Annual check-up")
+    visit = accounts.create_visit(alice, external_id="demo-visit-1", reason="Annual check-up", provider=provider)
     seed.visit_id = visit.public_id
     origin = Origin.cli()
     files.upload(alice, origin, io.BytesIO(_pdf(["Insurance summary", "Plan: Demo Health Gold"])),

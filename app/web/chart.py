@@ -7,7 +7,9 @@ from flask_login import current_user, login_required
 from app.errors import BadRequest, Conflict
 from app.models import Category, TargetType
 from app.services import accounts, directory, files
+from app.services import visits as visit_service  # (the page `visits` below takes the name)
 from app.services.files import Target
+from app.web import display
 from app.web.display import preload_avatars
 from app.web.documents import page_size, upload_form, visit_groups
 from app.web.forms import ConfirmForm, VisitForm
@@ -70,6 +72,21 @@ def visits(patient_id: int):
         status = 400
     return render_template("chart_visits.html", patient=patient, groups=visit_groups(patient), form=form,
                            tab="visits"), status
+
+
+@bp.post("/patients/<int:patient_id>/visits/<visit_id>/status")
+@login_required
+def visit_status(patient_id: int, visit_id: str):
+    """Staff: mark one of the chart's visits open, completed or cancelled."""
+    patient = _patient(patient_id)
+    try:
+        status = visit_service.parse_status(request.form.get("status"))
+    except BadRequest as err:
+        flash(err.message, "error")
+    else:
+        visit = visit_service.set_status(current_user, visit_id, status, g.origin, patient=patient)
+        flash(f"“{visit.reason or 'Visit'}” is now marked {display.visit_status(visit.status).lower()}.", "success")
+    return redirect(url_for("chart.visits", patient_id=patient.id, _anchor=f"visit-{visit_id}"), code=303)
 
 
 @bp.get("/patients/<int:patient_id>/trash")

@@ -6,7 +6,7 @@ from datetime import datetime
 from flask import Flask, has_request_context, request
 from flask_login import current_user
 
-from app.models import Action, StoredFile, User
+from app.models import Action, StoredFile, User, VisitStatus
 from app.services import access, files
 from app.services.validation import (
     ACCEPTED_EXTENSIONS,
@@ -190,6 +190,14 @@ def initials(user: User) -> str:
     return letters.upper()
 
 
+_VISIT_STATUS = {VisitStatus.OPEN: "Open", VisitStatus.COMPLETED: "Completed", VisitStatus.CANCELLED: "Cancelled"}
+
+
+def visit_status(status: str) -> str:
+    """A visit's status (VisitStatus value) as a person reads it."""
+    return _VISIT_STATUS.get(VisitStatus(status), status)
+
+
 def register_display(app: Flask) -> None:
     """Make the helpers above available to every template."""
     app.jinja_env.filters.update(human_size=human_size, human_date=human_date, human_datetime=human_datetime, iso=iso)
@@ -198,7 +206,7 @@ def register_display(app: Flask) -> None:
         open_url=open_url, download_url=download_url, jpeg_download_url=jpeg_download_url, viewable=viewable,
         can=can, uploader=uploader,
         initials=initials, avatar_url=avatar_url, needs_reason=needs_reason, viewer_is_staff=viewer_is_staff,
-        mine=mine, VIEWER_PAGES=VIEWER_PAGES,
+        mine=mine, VIEWER_PAGES=VIEWER_PAGES, visit_status=visit_status, VISIT_STATUSES=list(VisitStatus),
         UPLOAD_ACCEPT=UPLOAD_ACCEPT, here=here, page_url=page_url,
     )
 
