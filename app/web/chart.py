@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user, login_required
 
 from app.errors import BadRequest, Conflict
@@ -64,7 +65,7 @@ def visits(patient_id: int):
             form.external_id.errors.append(err.message)
             status = 400
         else:
-            flash(f"Opened a visit: {visit.reason}.", "success")
+            flash(gettext("Opened a visit: %(reason)s.", reason=visit.reason), "success")
             return redirect(url_for("chart.visits", patient_id=patient.id), code=303)
     elif request.method == "POST":
         status = 400
