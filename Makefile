@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
 
-.PHONY: run test test-postgres lint install install-test chromium nginx migrate demo bench clean
+.PHONY: run test test-postgres lint install install-test chromium nginx migrate demo bench clean translations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -98,3 +98,13 @@ clean:
 lint: install-test
 	$(BIN)/ruff check app tests bench
 	$(BIN)/mypy
+
+# The pages' languages (translations/, see README "Languages"): gather every marked string from
+# app/ and templates/, merge them into each language's .po (translate the new, empty ones there),
+# and compile the .mo files the app reads (committed, so an install needs no step of its own).
+BABEL_KEYWORDS := -k _l -k lazy_gettext -k N_
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg $(BABEL_KEYWORDS) --no-location --sort-output --project Chartbox -o translations/messages.pot .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-wrap --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date
+	rm translations/messages.pot
+	$(BIN)/pybabel compile -d translations --statistics

@@ -44,6 +44,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), render_as_batch=True)
     login_manager.init_app(app)
+    from app.i18n import init_i18n
+
+    init_i18n(app)  # first of the before-request hooks: every answer, a 429 too, is in its language
     from app.ratelimits import init_ratelimits
 
     # Before CSRF, whose check parses the form: a refused request costs no body parsing.

@@ -10,7 +10,10 @@ import os
 from collections.abc import Callable
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask_babel import gettext
 from werkzeug.exceptions import HTTPException
+
+from app.i18n import N_
 
 
 class ChartboxError(Exception):
@@ -18,77 +21,79 @@ class ChartboxError(Exception):
 
     status = 500
     code = "internal_error"
-    default_message = "Something went wrong on our side."
+    default_message = N_("Something went wrong on our side.")
 
     #: Set on a refusal worth auditing (a real object out of reach, a rejected link): what
     #: the handler records as a REFUSED event after rolling the request back.
     audit: dict | None = None
 
     def __init__(self, message: str | None = None, **extra):
-        super().__init__(message or self.default_message)
-        self.message = message or self.default_message
+        # The default in the request's language (an API request's is English); a message given
+        # was translated where it was produced.
+        self.message = message or gettext(self.default_message)
+        super().__init__(self.message)
         self.extra = extra
 
 
 class BadRequest(ChartboxError):
-    status, code, default_message = 400, "bad_request", "The request is not valid."
+    status, code, default_message = 400, "bad_request", N_("The request is not valid.")
 
 
 class InvalidUpload(BadRequest):
     code = "invalid_upload"
-    default_message = "The file was not accepted."
+    default_message = N_("The file was not accepted.")
 
 
 class Unauthorized(ChartboxError):
-    status, code, default_message = 401, "unauthorized", "A valid API token is required."
+    status, code, default_message = 401, "unauthorized", N_("A valid API token is required.")
 
 
 class Forbidden(ChartboxError):
-    status, code, default_message = 403, "forbidden", "You may not do that."
+    status, code, default_message = 403, "forbidden", N_("You may not do that.")
 
 
 class NotFound(ChartboxError):
-    status, code, default_message = 404, "not_found", "Not found."
+    status, code, default_message = 404, "not_found", N_("Not found.")
 
 
 class Conflict(ChartboxError):
-    status, code, default_message = 409, "conflict", "The request conflicts with the current state."
+    status, code, default_message = 409, "conflict", N_("The request conflicts with the current state.")
 
 
 class TooLarge(ChartboxError):
-    status, code, default_message = 413, "too_large", "The file is too large."
+    status, code, default_message = 413, "too_large", N_("The file is too large.")
 
 
 class RequestTimeout(ChartboxError):
     """The request body stopped arriving (or arrived far too slowly): the connection is freed."""
 
     status, code = 408, "request_timeout"
-    default_message = "The upload arrived too slowly and was stopped; check the connection and try again."
+    default_message = N_("The upload arrived too slowly and was stopped; check the connection and try again.")
 
 
 class TooManyRequests(ChartboxError):
-    status, code, default_message = 429, "too_many_requests", "Too many attempts; try again later."
+    status, code, default_message = 429, "too_many_requests", N_("Too many attempts; try again later.")
     retry_after = 60  # seconds, sent as Retry-After
 
 
 class ServiceUnavailable(ChartboxError):
     """A backing service is down (not a bug): answered 503 with Retry-After, so clients retry."""
 
-    status, code, default_message = 503, "unavailable", "File storage is unavailable; try again shortly."
+    status, code, default_message = 503, "unavailable", N_("File storage is unavailable; try again shortly.")
     retry_after = 30  # seconds, sent as Retry-After
 
 
 class ServerBusy(ServiceUnavailable):
     """Every decoder or renderer slot of this process stayed busy for the whole wait."""
 
-    default_message = "The server is busy checking other files; try again in a few seconds."
+    default_message = N_("The server is busy checking other files; try again in a few seconds.")
     retry_after = 5
 
 
 class CannotReceive(ServiceUnavailable):
     """The temp folder uploads are received into cannot be written (missing, full, not a folder)."""
 
-    default_message = "The server cannot receive files right now; try again shortly."
+    default_message = N_("The server cannot receive files right now; try again shortly.")
 
 
 class DamagedFile(ChartboxError):
@@ -96,14 +101,14 @@ class DamagedFile(ChartboxError):
     and never the wrong bytes; an administrator must restore the file (`files check --deep`)."""
 
     status, code = 503, "damaged_file"
-    default_message = "The stored copy of this file is damaged; an administrator has been told."
+    default_message = N_("The stored copy of this file is damaged; an administrator has been told.")
     retry_after = 3600  # seconds: retrying soon will not help
 
 
 class DatabaseUnavailable(ServiceUnavailable):
     """The database refused a read or write for a reason that is not a bug (see database_unavailable)."""
 
-    default_message = "The database is unavailable right now; try again shortly."
+    default_message = N_("The database is unavailable right now; try again shortly.")
 
 
 #: A renderer turns (status, code, message, extra) into a response in a door's own shape.
@@ -128,7 +133,7 @@ def from_http(exc: HTTPException) -> ChartboxError:
         err = TooManyRequests(exc.description if getattr(exc, "limit", None) is not None else None)
         err.retry_after = retry_after(exc)
     elif exc.code == 405:
-        err = ChartboxError("This method is not allowed here.")
+        err = ChartboxError(gettext("This method is not allowed here."))
         err.status, err.code = 405, "method_not_allowed"
     elif cls is not None:
         err = cls(exc.description if cls is BadRequest else None)
@@ -140,7 +145,7 @@ def from_http(exc: HTTPException) -> ChartboxError:
 
 def too_many_files(limit: int) -> str:
     """What a request with more files than UPLOAD_MAX_FILES_PER_REQUEST is told."""
-    return f"At most {limit} files can be uploaded at once."
+    return gettext("At most %(limit)s files can be uploaded at once.", limit=limit)
 
 
 #: Where in Werkzeug's parsers each 413 is raised: (file name, function) -> which limit.
@@ -168,15 +173,18 @@ def _too_large_message(exc: HTTPException) -> str:
         code = tb.tb_frame.f_code
         origin = _413_ORIGINS.get((os.path.basename(code.co_filename), code.co_name))
     if origin == "parts":
-        return (f"{too_many_files(config['UPLOAD_MAX_FILES_PER_REQUEST'])} (A form may have at most "
-                f"{request.max_form_parts:,} parts.)")
+        return gettext("%(files)s (A form may have at most %(parts)s parts.)",
+                       files=too_many_files(config["UPLOAD_MAX_FILES_PER_REQUEST"]),
+                       parts=f"{request.max_form_parts:,}")
     if origin == "field":
-        return f"A form field is larger than the {request.max_form_memory_size:,}-byte limit for text fields."
+        return gettext("A form field is larger than the %(max)s-byte limit for text fields.",
+                       max=f"{request.max_form_memory_size:,}")
     body_limit = request.max_content_length
     if body_limit is not None and (origin == "body" or (request.content_length or 0) > body_limit):
-        return (f"The request is larger than the {body_limit:,}-byte limit for one request "
-                f"(and each file has a {config['UPLOAD_MAX_BYTES']:,}-byte limit).")
-    return "The request is too large."
+        return gettext("The request is larger than the %(max)s-byte limit for one request "
+                       "(and each file has a %(file_max)s-byte limit).", max=f"{body_limit:,}",
+                       file_max=f"{config['UPLOAD_MAX_BYTES']:,}")
+    return gettext("The request is too large.")
 
 
 #: SQLite's generic result code: a missing table or column, a syntax error — a bug, not an outage.
@@ -319,7 +327,7 @@ def register_error_handlers(app: Flask) -> None:
             # PostgreSQL text cannot hold NUL, so its driver refuses the statement (SQLite stores
             # it). A value with one can be neither stored nor match a stored one: the client's error.
             transaction.abandon()
-            return _render(BadRequest("The request contains a NUL character, which is not accepted."))
+            return _render(BadRequest(gettext("The request contains a NUL character, which is not accepted.")))
         if not database_unavailable(exc):
             return handle_unexpected(exc)  # IntegrityError, ProgrammingError: bugs stay 500s
         # Unreachable, read-only, locked or full: an outage, not a bug. Roll back (which

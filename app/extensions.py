@@ -2,6 +2,7 @@
 from typing import TYPE_CHECKING, cast
 
 from flask import current_app
+from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -31,6 +32,7 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+babel = Babel()
 #: The current app's Flask-Limiter. Flask-Limiter keeps its settings and storage on the Limiter
 #: itself, and tests and the CLI build several apps in one process, so app/ratelimits.py builds
 #: one per app (every limit is declared there, none by decorators).

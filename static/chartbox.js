@@ -8,6 +8,18 @@
   var VIEWER_PAGES = 20;
   var PAGE_BOX = "1280x1280";  // a stored rendition size (app/web/display.py PAGE_BOX)
 
+  // The page's language: base.html lists the translations of the strings below (keyed by the
+  // English, which is also the fallback); `%(name)s` takes values[name].
+  var STRINGS = (function () {
+    var node = document.getElementById("chartbox-strings");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (e) { return {}; }
+  })();
+
+  function t(english, values) {
+    var text = STRINGS[english] || english;
+    return text.replace(/%\((\w+)\)s/g, function (all, key) { return values && key in values ? values[key] : all; });
+  }
+
   function csrfToken() {
     var meta = document.querySelector('meta[name="csrf-token"]');
     return meta ? meta.content : "";
@@ -23,7 +35,7 @@
   function humanSize(bytes) {
     var units = ["bytes", "KB", "MB", "GB"], i = 0;
     while (bytes >= 1024 && i < units.length - 1) { bytes /= 1024; i++; }
-    return i === 0 ? bytes + " bytes" : bytes.toFixed(1).replace(/\.0$/, "") + " " + units[i];
+    return i === 0 ? t("%(num)s bytes", { num: bytes }) : bytes.toFixed(1).replace(/\.0$/, "") + " " + units[i];
   }
 
   /* ---- Uploads: one request per file, so each has its own progress bar and its own error ---- */
@@ -37,14 +49,14 @@
   function refusalOf(form, file) {
     var max = parseInt(form.dataset.maxBytes, 10);
     if (max && file.size > max) {
-      return "the file is " + humanSize(file.size) + "; the limit is " + form.dataset.maxLabel + ".";
+      return t("the file is %(size)s; the limit is %(limit)s.", { size: humanSize(file.size), limit: form.dataset.maxLabel });
     }
     var input = form.querySelector('input[type="file"]');
     var accepted = (input.getAttribute("accept") || "").split(",").filter(function (a) { return a.charAt(0) === "."; })
       .map(function (a) { return a.slice(1).toLowerCase(); });
     var ext = extensionOf(file.name);
     if (accepted.length && accepted.indexOf(ext) < 0) {
-      return (ext ? "“." + ext + "” files are" : "Files without an ending are") + " not accepted here. " +
+      return (ext ? t("“.%(ext)s” files are not accepted here.", { ext: ext }) : t("Files without an ending are not accepted here.")) + " " +
         (form.dataset.acceptLabel || "");
     }
     return null;
@@ -54,7 +66,7 @@
     var seconds = (Date.now() - started) / 1000;
     if (seconds < 1 || !loaded) return "";
     var left = Math.round((total - loaded) / (loaded / seconds));
-    return left < 1 ? "" : left < 60 ? " · about " + left + " s left" : " · about " + Math.round(left / 60) + " min left";
+    return left < 1 ? "" : " · " + (left < 60 ? t("about %(num)s s left", { num: left }) : t("about %(num)s min left", { num: Math.round(left / 60) }));
   }
 
   function button(label, className, name) {
@@ -78,11 +90,11 @@
         actions.textContent = "";
         if (state !== "done") {
           if (retry) {
-            var again = button("Retry", "btn-ghost", "Retry " + file.name);
+            var again = button(t("Retry"), "btn-ghost", t("Retry %(name)s", { name: file.name }));
             again.addEventListener("click", function () { uploadOne(form, file, item).then(function (ok) { if (ok) settle(form); }); });
             actions.appendChild(again);
           }
-          var dismiss = button("Dismiss", "btn-ghost", "Dismiss " + file.name);
+          var dismiss = button(t("Dismiss"), "btn-ghost", t("Dismiss %(name)s", { name: file.name }));
           dismiss.addEventListener("click", function () { item.remove(); summarize(form); });
           actions.appendChild(dismiss);
         }
@@ -90,7 +102,7 @@
         resolve(state === "done");
       };
       var refusal = refusalOf(form, file);
-      if (refusal) { finish("refused", "Not uploaded: " + refusal, false); return; }
+      if (refusal) { finish("refused", t("Not uploaded: %(reason)s", { reason: refusal }), false); return; }
       var data = new FormData();
       ["csrf_token", "category", "target_type", "target_id"].forEach(function (name) {
         var field = form.elements.namedItem(name);
@@ -105,26 +117,26 @@
         if (!event.lengthComputable) return;
         bar.max = event.total;
         bar.value = event.loaded;
-        status.textContent = humanSize(event.loaded) + " of " + humanSize(event.total) + eta(event.loaded, event.total, started);
+        status.textContent = t("%(done)s of %(total)s", { done: humanSize(event.loaded), total: humanSize(event.total) }) + eta(event.loaded, event.total, started);
       });
       xhr.addEventListener("load", function () {
         var body = null;
         try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
-        if (xhr.status === 201) { finish("done", "Uploaded"); return; }
-        if (xhr.status === 401) { finish("failed", "Your session has ended. Reload the page and sign in again.", false); return; }
+        if (xhr.status === 201) { finish("done", t("Uploaded")); return; }
+        if (xhr.status === 401) { finish("failed", t("Your session has ended. Reload the page and sign in again."), false); return; }
         var message = body && body.files && body.files[0] && body.files[0].error;
-        message = message || (body && body.message) || "The upload did not go through (error " + xhr.status + "). Try again.";
+        message = message || (body && body.message) || t("The upload did not go through (error %(status)s). Try again.", { status: xhr.status });
         // Refused for what the file is: trying again changes nothing. Busy or failing: it may.
-        finish("failed", "Not uploaded: " + message, xhr.status === 429 || xhr.status >= 500);
+        finish("failed", t("Not uploaded: %(reason)s", { reason: message }), xhr.status === 429 || xhr.status >= 500);
       });
       xhr.addEventListener("error", function () {
-        finish("failed", "Not uploaded: the connection was lost. Check your network and try again.", true);
+        finish("failed", t("Not uploaded: the connection was lost. Check your network and try again."), true);
       });
-      xhr.addEventListener("abort", function () { finish("cancelled", "Cancelled", true); });
-      var cancel = button("Cancel", "btn-ghost", "Cancel " + file.name);
+      xhr.addEventListener("abort", function () { finish("cancelled", t("Cancelled"), true); });
+      var cancel = button(t("Cancel"), "btn-ghost", t("Cancel %(name)s", { name: file.name }));
       cancel.addEventListener("click", function () { xhr.abort(); });
       actions.appendChild(cancel);
-      status.textContent = "Starting…";
+      status.textContent = t("Starting…");
       xhr.send(data);
     });
   }
@@ -139,9 +151,9 @@
     var waiting = items.length - queue.querySelectorAll(".is-done, .is-failed, .is-cancelled").length;
     if (!summary) return;
     var parts = [];
-    if (done) parts.push(done + " uploaded");
-    if (failed) parts.push(failed + " not uploaded");
-    if (waiting) parts.push(waiting + " to go");
+    if (done) parts.push(t("%(num)s uploaded", { num: done }));
+    if (failed) parts.push(t("%(num)s not uploaded", { num: failed }));
+    if (waiting) parts.push(t("%(num)s to go", { num: waiting }));
     summary.textContent = parts.join(", ");
     summary.hidden = !parts.length;
   }
@@ -157,7 +169,7 @@
       done.forEach(function (item) { item.remove(); });
       summarize(form);
       var summary = form.querySelector(".upload-summary");
-      announce(summary ? summary.textContent : "Upload finished.");
+      announce(summary ? summary.textContent : t("Upload finished."));
     });
   }
 
@@ -181,11 +193,11 @@
     var items = Array.prototype.map.call(files, function (file) {
       var item = el("li", "upload-item");
       item.appendChild(el("span", "upload-name", file.name));
-      item.appendChild(el("span", "upload-status", "Waiting…"));
+      item.appendChild(el("span", "upload-status", t("Waiting…")));
       item.appendChild(el("span", "upload-actions"));
       var bar = el("progress");
       bar.max = 1; bar.value = 0;
-      bar.setAttribute("aria-label", "Uploading " + file.name);
+      bar.setAttribute("aria-label", t("Uploading %(name)s", { name: file.name }));
       item.appendChild(bar);
       queue.appendChild(item);
       return item;
@@ -286,14 +298,14 @@
   function showText(body, link, kind) {
     var size = parseInt(link.dataset.size, 10) || 0;
     if (size > VIEWER_TEXT_BYTES) {
-      var note = el("p", "viewer-note", "This file is too long to show here (" + humanSize(size) + "). ");
-      var open = el("a", "", "Download it");
+      var note = el("p", "viewer-note", t("This file is too long to show here (%(size)s).", { size: humanSize(size) }) + " ");
+      var open = el("a", "", t("Download it"));
       open.href = link.dataset.download;
       note.appendChild(open);
       body.appendChild(note);
       return;
     }
-    var waiting = el("p", "viewer-note", "Loading…");
+    var waiting = el("p", "viewer-note", t("Loading…"));
     body.appendChild(waiting);
     fetch(link.href, { credentials: "same-origin" })
       .then(function (resp) { if (!resp.ok) throw new Error(resp.status); return resp.text(); })
@@ -313,28 +325,28 @@
           var wrap = el("div", "viewer-sheet");
           wrap.tabIndex = 0;  // a wide table scrolls sideways: the keyboard can too
           wrap.setAttribute("role", "region");
-          wrap.setAttribute("aria-label", "The table");
+          wrap.setAttribute("aria-label", t("The table"));
           wrap.appendChild(table);
           body.appendChild(wrap);
-          if (parsed.more) body.appendChild(el("p", "viewer-note", "Showing the first " + VIEWER_ROWS + " rows; download the file for all of them."));
+          if (parsed.more) body.appendChild(el("p", "viewer-note", t("Showing the first %(num)s rows; download the file for all of them.", { num: VIEWER_ROWS })));
         } else {
           body.appendChild(el("pre", "viewer-text", text));
         }
       })
-      .catch(function () { waiting.textContent = "The file could not be shown here; download it instead."; });
+      .catch(function () { waiting.textContent = t("The file could not be shown here; download it instead."); });
   }
 
   // "Page n of N" follows the page at the top of the view as it scrolls.
   function watchPages(body, pages) {
     var indicator = document.getElementById("viewer-page");
     indicator.hidden = false;
-    indicator.textContent = "Page 1 of " + pages;
+    indicator.textContent = t("Page %(page)s of %(pages)s", { page: 1, pages: pages });
     pageWatch = function () {
       var top = body.getBoundingClientRect().top + body.clientHeight / 3, current = 1;
       body.querySelectorAll(".viewer-page").forEach(function (img) {
         if (img.getBoundingClientRect().top <= top) current = parseInt(img.dataset.page, 10);
       });
-      indicator.textContent = "Page " + current + " of " + pages;
+      indicator.textContent = t("Page %(page)s of %(pages)s", { page: current, pages: pages });
     };
     body.addEventListener("scroll", pageWatch, { passive: true });
   }
@@ -362,15 +374,15 @@
       var shown = Math.min(pages, VIEWER_PAGES);
       for (var page = 1; page <= shown; page++) {
         var img = el("img", "viewer-page");
-        img.alt = "Page " + page + " of " + pages + " of " + name;
+        img.alt = t("Page %(page)s of %(pages)s of %(name)s", { page: page, pages: pages, name: name });
         img.dataset.page = page;
         img.loading = page > 2 ? "lazy" : "eager";
         img.src = link.href + "&size=" + PAGE_BOX + "&preview=" + page;
         body.appendChild(img);
       }
       if (pages > shown) {
-        var note = el("p", "viewer-note", "Showing the first " + shown + " of " + pages + " pages. ");
-        var more = el("a", "", "Open the whole PDF");
+        var note = el("p", "viewer-note", t("Showing the first %(shown)s of %(pages)s pages.", { shown: shown, pages: pages }) + " ");
+        var more = el("a", "", t("Open the whole PDF"));
         more.href = link.href; more.target = "_blank"; more.rel = "noopener";
         note.appendChild(more);
         body.appendChild(note);
@@ -399,7 +411,7 @@
     var zoom = document.getElementById("viewer-zoom");
     document.getElementById("viewer-body").classList.toggle("is-zoomed", on);
     zoom.setAttribute("aria-pressed", on ? "true" : "false");
-    zoom.textContent = on ? "Fit" : "Zoom";
+    zoom.textContent = on ? t("Fit") : t("Zoom");
   }
 
   function step(by) {
@@ -448,9 +460,9 @@
       event.preventDefault();
       document.getElementById("confirm-form").action = link.dataset.action;
       document.getElementById("confirm-next").value = window.location.pathname + window.location.search;
-      document.getElementById("confirm-title").textContent = "Delete “" + link.dataset.name + "”?";
+      document.getElementById("confirm-title").textContent = t("Delete “%(name)s”?", { name: link.dataset.name });
       document.getElementById("confirm-text").textContent =
-        "It will disappear from this chart. You can undo it, or restore it from Recently deleted.";
+        t("It will disappear from this chart. You can undo it, or restore it from Recently deleted.");
       var reasonField = document.getElementById("confirm-reason-field");
       var reason = document.getElementById("confirm-reason");
       var needsReason = link.hasAttribute("data-needs-reason");

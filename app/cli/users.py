@@ -6,6 +6,7 @@ from flask.cli import AppGroup
 
 from app.cli.errors import reported
 from app.cli.output import emit, show
+from app.i18n import LOCALES
 from app.models import Role
 from app.services import accounts
 
@@ -21,9 +22,11 @@ group = AppGroup("users", help="Patients, providers and admins.")
 @click.option("--birth-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="A patient's date of birth, YYYY-MM-DD.")
 @click.option("--chart-number", default=None, help="A patient's chart number, unique in the clinic.")
+@click.option("--locale", type=click.Choice(LOCALES), default=None,
+              help="The pages' language for the user (default: their browser's).")
 @click.option("--password-stdin", is_flag=True, help="Read the sign-in password from standard input.")
 @reported
-def create(account_code, role, username, full_name, email, birth_date, chart_number, password_stdin) -> None:
+def create(account_code, role, username, full_name, email, birth_date, chart_number, locale, password_stdin) -> None:
     """Create a user; prints only the new user's id."""
     password = None
     if password_stdin:
@@ -32,8 +35,20 @@ def create(account_code, role, username, full_name, email, birth_date, chart_num
             raise click.ClickException("No password was given on standard input.")
     account = accounts.get_account(account_code)
     user = accounts.create_user(account, Role(role), username, full_name, email, password,
-                                birth_date=birth_date.date() if birth_date else None, chart_number=chart_number)
+                                birth_date=birth_date.date() if birth_date else None, chart_number=chart_number,
+                                locale=locale)
     click.echo(user.id)
+
+
+@group.command("set-locale")
+@click.argument("username")
+@click.option("--locale", type=click.Choice(LOCALES), default=None,
+              help="The pages' language; left out: the user's browser decides again.")
+@reported
+def set_locale(username: str, locale: str | None) -> None:
+    """Set the language the pages speak to USERNAME once signed in."""
+    accounts.set_locale(accounts.get_user(username), locale)
+    click.echo(f"{username}: pages in {locale or 'the browser’s language'}.")
 
 
 def _cut(cut: accounts.CredentialsCut) -> str:
@@ -80,7 +95,8 @@ def _user(user) -> dict:
     return {"id": user.id, "username": user.username, "full_name": user.full_name, "role": user.role,
             "account": user.account.code, "email": user.email,
             "birth_date": user.birth_date.isoformat() if user.birth_date else None,
-            "chart_number": user.chart_number, "active": user.active, "created_at": user.created_at}
+            "chart_number": user.chart_number, "locale": user.locale, "active": user.active,
+            "created_at": user.created_at}
 
 
 @group.command("list")

@@ -48,6 +48,8 @@ class User(UserMixin, Model):
     # When the password last changed or the user was disabled: sessions and tokens from before
     # it are refused (and signed links minted before it, later).
     credentials_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The pages' language the user chose ("en", "es"); NULL: their browser's.
+    locale: Mapped[str | None] = mapped_column(String(16))
 
     account: Mapped[Account] = relationship(lazy="joined")
 

@@ -7,7 +7,10 @@ the patient may view but never rename, delete or restore.
 """
 from __future__ import annotations
 
+from flask_babel import gettext
+
 from app.errors import Forbidden, NotFound
+from app.i18n import N_
 from app.models import Action, Category, Role, StoredFile, User
 
 _ALL = frozenset(Action)
@@ -43,6 +46,11 @@ RULES: dict[Category, dict[Role, frozenset[Action]]] = {
         Role.ADMIN: _ALL_BUT_SHARING - {Action.RESTORE},
     },
 }
+
+#: The verb of "You may not … this file." for each action a page offers (translated there).
+_VERBS = {Action.VIEW: N_("view"), Action.UPLOAD: N_("upload"), Action.RENAME: N_("rename"),
+          Action.DELETE: N_("delete"), Action.RESTORE: N_("restore"), Action.SHARE: N_("share"),
+          Action.UNSHARE: N_("unshare")}
 
 
 def in_scope(actor: User, patient_id: int | None, account_id: int) -> bool:
@@ -93,21 +101,22 @@ def _check(actor: User, file: StoredFile, action: Action) -> None:
     """
     if action == Action.RESTORE:
         if not file.is_deleted or not in_scope(actor, file.patient_id, file.account_id):
-            raise NotFound("No such file.")
+            raise NotFound(gettext("No such file."))
         if actor.is_patient and file.deleted_by_id != actor.id:
-            raise NotFound("No such file.")  # not in their trash: nothing to see
+            raise NotFound(gettext("No such file."))  # not in their trash: nothing to see
     elif file.is_deleted and actor.role != Role.ADMIN:
-        raise NotFound("No such file.")
+        raise NotFound(gettext("No such file."))
     if not in_scope(actor, file.patient_id, file.account_id):
-        raise NotFound("No such file.")
+        raise NotFound(gettext("No such file."))
     if actor.is_patient and not file.visible:
-        raise NotFound("No such file.")  # not released to them: as if it did not exist
+        raise NotFound(gettext("No such file."))  # not released to them: as if it did not exist
     own_avatar = file.patient_id == actor.id
     if not allowed(actor, file.category_enum, action, own_avatar=own_avatar):
-        raise Forbidden(f"You may not {action.value} this file.")
+        raise Forbidden(gettext("You may not %(action)s this file.",
+                                action=gettext(_VERBS.get(action, action.value))))
     if actor.is_patient and action in OWNER_ONLY and file.creator_id != actor.id:
-        raise Forbidden("This is a record from your care team: you can view and download it, "
-                        "but only the clinic can change or remove it.")
+        raise Forbidden(gettext("This is a record from your care team: you can view and download it, "
+                                "but only the clinic can change or remove it."))
 
 
 def is_clinical(file: StoredFile) -> bool:
@@ -118,7 +127,7 @@ def is_clinical(file: StoredFile) -> bool:
 def check_directory(actor: User) -> None:
     """Whether the actor may list their clinic's patients (staff only). Raises Forbidden."""
     if not actor.is_staff:
-        raise Forbidden("Only clinic staff can see the list of patients.")
+        raise Forbidden(gettext("Only clinic staff can see the list of patients."))
 
 
 def check_upload(actor: User, category: Category, patient_id: int | None, account_id: int) -> None:

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from blinker import Namespace
+from flask_babel import gettext
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.errors import BadRequest, Conflict, NotFound, Unauthorized
 from app.extensions import db
+from app.i18n import LOCALES
 from app.models import Account, Action, ApiToken, EndReason, Role, User, Visit
 from app.models.base import MAX_ID, utcnow
 from app.services import access, audit, directory, sessions, throttle, transaction, visits
@@ -55,15 +57,17 @@ def get_account(code: str) -> Account:
 
 def create_user(account: Account, role: Role, username: str, full_name: str,
                 email: str | None = None, password: str | None = None, *,
-                birth_date: date | None = None, chart_number: str | None = None) -> User:
+                birth_date: date | None = None, chart_number: str | None = None,
+                locale: str | None = None) -> User:
     """Create a user of a clinic; without a password the user signs in through tokens only.
 
     Args:
         birth_date, chart_number: what tells namesakes apart in the patient directory; a chart
             number (patients only) is unique within the clinic.
+        locale: the pages' language for them ("en", "es"); None: their browser's.
     Raises:
-        BadRequest: malformed username or chart number, empty name, too-short password, or a
-            date of birth in the future.
+        BadRequest: malformed username or chart number, empty name, too-short password, a
+            date of birth in the future, or an unsupported locale.
         Conflict: the username is taken, or the chart number in this clinic.
     """
     if not _USERNAME.match(username or ""):
@@ -74,16 +78,36 @@ def create_user(account: Account, role: Role, username: str, full_name: str,
         raise BadRequest(f"Passwords need at least {MIN_PASSWORD} characters.")
     birth_date = directory.check_birth_date(birth_date)
     chart_number = directory.check_chart_number(account.id, Role(role), chart_number)
+    locale = _check_locale(locale)
     user = User(
         account_id=account.id, role=Role(role).value, username=username,
         full_name=full_name.strip(), email=(email or None),
         password_hash=generate_password_hash(password) if password else None,
-        birth_date=birth_date, chart_number=chart_number,
+        birth_date=birth_date, chart_number=chart_number, locale=locale,
     )
     db.session.add(user)
     # Past the check above, a chart number collides only with one given at the same moment.
     _commit_unique(f"The username {username!r} is taken." if chart_number is None else
                    f"The username {username!r} or the chart number “{chart_number}” is taken.")
+    return user
+
+
+def _check_locale(locale: str | None) -> str | None:
+    if locale is None:
+        return None
+    if locale not in LOCALES:
+        raise BadRequest(gettext("The language must be one of: %(choices)s.", choices=", ".join(LOCALES)))
+    return locale
+
+
+def set_locale(user: User, locale: str | None) -> User:
+    """Save the pages' language `user` chose (None: their browser's again); one commit.
+
+    Raises:
+        BadRequest: `locale` is not one of app.i18n.LOCALES.
+    """
+    user.locale = _check_locale(locale)
+    db.session.commit()
     return user
 
 

@@ -21,28 +21,31 @@ from collections.abc import Callable
 from typing import Any
 
 import pypdfium2 as pdfium  # imported here so each forked child inherits them warm
+from flask_babel import gettext
 from PIL import Image
 from pypdf import PdfReader
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject
 
 from app.errors import InvalidUpload, ServerBusy
+from app.i18n import N_
 from app.services import heif
 from app.services.isolation import ChildOutOfMemory, ChildTimeout, IsolationError, gate, run_isolated
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 
-TOO_LONG = ("The file took too long to check; save it again (or split it into smaller files) "
-            "and upload it again.")
-TOO_BIG = ("The file needs too much memory to check; save it at a smaller size "
-           "(or split it into smaller files) and upload it again.")
-NOT_CHECKED = "The file could not be checked; it may be damaged. Save it again and upload it again."
-INCOMPLETE = "The image is incomplete (the file ends early); save it again and upload it again."
+# Translated where raised (gettext), in the language of the request that sent the file.
+TOO_LONG = N_("The file took too long to check; save it again (or split it into smaller files) "
+              "and upload it again.")
+TOO_BIG = N_("The file needs too much memory to check; save it at a smaller size "
+             "(or split it into smaller files) and upload it again.")
+NOT_CHECKED = N_("The file could not be checked; it may be damaged. Save it again and upload it again.")
+INCOMPLETE = N_("The image is incomplete (the file ends early); save it again and upload it again.")
 
 
 def refuse(message: str, raw: object = None) -> InvalidUpload:
     """An InvalidUpload saying `message`; what the library said (`raw`) goes to the log only."""
-    err = InvalidUpload(message)
+    err = InvalidUpload(gettext(message))
     if raw is not None:
         err.detail = f"{type(raw).__name__}: {raw}"[:500]  # type: ignore[attr-defined]
     return err
@@ -74,11 +77,11 @@ class Budget:
         """
         asked = time.monotonic()
         if self.remaining() <= 0:
-            raise InvalidUpload(TOO_LONG)
+            raise InvalidUpload(gettext(TOO_LONG))
         with gate("parse", self.slots, min(self.wait, self.remaining())):
             remaining = self.remaining()
             if remaining <= 0:  # the slot came as the budget ran out: busy if waiting spent it
-                raise ServerBusy() if time.monotonic() - asked > 0.1 else InvalidUpload(TOO_LONG)
+                raise ServerBusy() if time.monotonic() - asked > 0.1 else InvalidUpload(gettext(TOO_LONG))
             try:
                 return run_isolated(fn, *args, timeout=min(self.child_timeout, remaining),
                                     memory=self.child_memory)
@@ -88,26 +91,26 @@ class Budget:
                 raise
             except ChildTimeout:
                 log.info("upload refused: the check of %s ran out of time", fn.__name__)
-                raise InvalidUpload(TOO_LONG) from None
+                raise InvalidUpload(gettext(TOO_LONG)) from None
             except ChildOutOfMemory:
                 log.info("upload refused: the check of %s ran out of memory", fn.__name__)
-                raise InvalidUpload(TOO_BIG) from None
+                raise InvalidUpload(gettext(TOO_BIG)) from None
             except IsolationError as exc:
                 log.warning("upload refused: the check of %s failed: %s %s", fn.__name__, exc,
                             getattr(exc, "detail", ""))
-                raise InvalidUpload(NOT_CHECKED) from None
+                raise InvalidUpload(gettext(NOT_CHECKED)) from None
 
 
 # -- PDF ---------------------------------------------------------------------------------------
 
 def too_many_pages(count: int | None, max_pages: int) -> str:
-    said = f"{count:,}" if count is not None else f"more than {max_pages:,}"
-    return (f"The PDF has {said} pages; at most {max_pages:,} pages can be uploaded. "
-            "Split it into smaller files and upload those.")
+    said = f"{count:,}" if count is not None else gettext("more than %(max)s", max=f"{max_pages:,}")
+    return gettext("The PDF has %(said)s pages; at most %(max)s pages can be uploaded. "
+                   "Split it into smaller files and upload those.", said=said, max=f"{max_pages:,}")
 
 
-DAMAGED_PDF = ("The PDF is damaged and cannot be opened; save it again (for example with “Print to PDF”) "
-               "and upload it again.")
+DAMAGED_PDF = N_("The PDF is damaged and cannot be opened; save it again (for example with “Print to PDF”) "
+                 "and upload it again.")
 
 
 def count_pdf_pages(path: str, max_pages: int) -> int:
@@ -128,7 +131,7 @@ def count_pdf_pages(path: str, max_pages: int) -> int:
         with open(path, "rb") as fh:
             reader = PdfReader(fh, strict=False)
             if reader.is_encrypted:
-                raise InvalidUpload("The PDF is password-protected; remove the password and upload it again.")
+                raise InvalidUpload(gettext("The PDF is password-protected; remove the password and upload it again."))
             _walk_page_tree(reader, max_pages)
             count = 0
             for page in reader.pages:
@@ -139,7 +142,7 @@ def count_pdf_pages(path: str, max_pages: int) -> int:
     except Exception as exc:  # noqa: BLE001 - pypdf raises many types on hostile input
         raise refuse(DAMAGED_PDF, exc) from None
     if count < 1:
-        raise InvalidUpload("The PDF has no pages; save it again and upload it again.")
+        raise InvalidUpload(gettext("The PDF has no pages; save it again and upload it again."))
     return count
 
 
@@ -258,16 +261,22 @@ def _jpeg_size(fh) -> tuple[int, int] | None:
 
 def too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> str:
     megapixels = f"{max_pixels / 1e6:,.1f}".removesuffix(".0")
-    said = f"is {size[0]:,}x{size[1]:,} pixels" if size else "has far too many pixels"
-    return (f"The image {said}; the limit is {max_pixels:,} pixels (about {megapixels} megapixels). "
-            "Save it at a smaller size and upload it again.")
+    said = (gettext("The image is %(width)sx%(height)s pixels", width=f"{size[0]:,}", height=f"{size[1]:,}")
+            if size else gettext("The image has far too many pixels"))
+    return gettext("%(said)s; the limit is %(max)s pixels (about %(megapixels)s megapixels). "
+                   "Save it at a smaller size and upload it again.", said=said, max=f"{max_pixels:,}",
+                   megapixels=megapixels)
+
+
+#: What the image messages call each format (bare: the Spanish needs no article for them).
+_IMAGE_NOUNS = {"HEIF": N_("HEIC photo"), "PNG": N_("PNG image"), "JPEG": N_("JPEG image")}
 
 
 def decode_image(path: str, fmt: str, max_pixels: int) -> tuple[int, int, int]:
     """Runs in the child: decode the image fully (and verify a PNG's chunks); (width, height,
     where the image ends in the file: just past IEND for a PNG, past the last box for a HEIC
     (-1: its boxes do not parse), -1 for a JPEG). A HEIC's size is as shown (rotations applied)."""
-    noun = "HEIC photo" if fmt == "HEIF" else f"{fmt} image"
+    noun = gettext(_IMAGE_NOUNS[fmt])
     if fmt == "HEIF":
         heif.register_heif()
     try:
@@ -300,8 +309,9 @@ def _image_sentence(exc: Exception, noun: str) -> str:
     if isinstance(exc, EOFError) or "truncat" in said or "end of file" in said:
         return INCOMPLETE
     if "cannot identify" in said:
-        return f"The file is not a readable {noun}; save it again as a PNG or JPEG and upload it again."
-    return f"The {noun} is damaged and cannot be read; save it again and upload it again."
+        return gettext("The file is not a readable %(noun)s; save it again as a PNG or JPEG and upload it again.",
+                       noun=noun)
+    return gettext("The %(noun)s is damaged and cannot be read; save it again and upload it again.", noun=noun)
 
 
 def _png_end(path: str) -> int:
@@ -322,9 +332,9 @@ def _png_end(path: str) -> int:
 
 OFFICE_MAIN = {
     "docx": (b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
-             "word/document.xml", "Word document"),
+             "word/document.xml", N_("Word document")),
     "xlsx": (b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
-             "xl/workbook.xml", "Excel workbook"),
+             "xl/workbook.xml", N_("Excel workbook")),
 }
 MAX_PARTS = 10_000
 
@@ -333,7 +343,7 @@ def check_office(path: str, kind: str | None, max_uncompressed: int) -> str:
     """Runs in the child: read every part of the ZIP (CRCs and real sizes, bounded) and say
     which Office kind it is ("docx"/"xlsx"). `kind` is what its name says, or None to tell
     from its parts (a ZIP not named .docx or .xlsx)."""
-    noun = OFFICE_MAIN[kind][2] if kind else "ZIP archive"
+    noun = gettext(OFFICE_MAIN[kind][2] if kind else N_("ZIP archive"))
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -342,15 +352,17 @@ def check_office(path: str, kind: str | None, max_uncompressed: int) -> str:
                 kind = next((k for k, (_, main, _) in OFFICE_MAIN.items()
                              if main in names and "[Content_Types].xml" in names), None)
                 if kind is None:
-                    raise InvalidUpload("ZIP archives are not accepted; Word and Excel files must end in "
-                                        ".docx or .xlsx.")
-                noun = OFFICE_MAIN[kind][2]
+                    raise InvalidUpload(gettext("ZIP archives are not accepted; Word and Excel files must end in "
+                                                ".docx or .xlsx."))
+                noun = gettext(OFFICE_MAIN[kind][2])
             main_type, main_part, _ = OFFICE_MAIN[kind]
-            invalid = f"The file is not a valid {noun}; save it again from Word or Excel and upload it again."
+            invalid = gettext("The file is not a valid %(noun)s; save it again from Word or Excel and upload it again.",
+                              noun=noun)
             if len(infos) > MAX_PARTS:
                 raise InvalidUpload(invalid)
-            too_big = (f"The {noun} expands to more than {max_uncompressed:,} bytes when opened; save it "
-                       "as a PDF (or with smaller pictures) and upload it again.")
+            too_big = gettext("The %(noun)s expands to more than %(max)s bytes when opened; save it "
+                              "as a PDF (or with smaller pictures) and upload it again.", noun=noun,
+                              max=f"{max_uncompressed:,}")
             if sum(i.file_size for i in infos) > max_uncompressed:
                 raise InvalidUpload(too_big)
             if "[Content_Types].xml" not in names or main_part not in names:
@@ -368,6 +380,6 @@ def check_office(path: str, kind: str | None, max_uncompressed: int) -> str:
     except (InvalidUpload, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - zipfile and zlib raise many types on hostile input
-        raise refuse(f"The {noun} is damaged and cannot be opened; save it again and upload it again.",
-                     exc) from None
+        raise refuse(gettext("The %(noun)s is damaged and cannot be opened; save it again and upload it again.",
+                             noun=noun), exc) from None
     return kind

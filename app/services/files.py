@@ -14,6 +14,7 @@ import hashlib
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import select, update
 
 from app.errors import BadRequest, Conflict, DamagedFile, Forbidden, NotFound
@@ -105,11 +106,11 @@ def get_file(actor: User, file_id: str | int, action: Action = Action.VIEW, *,
     """
     row = find_file(file_id)
     if row is None or row.is_deleted:
-        raise NotFound("No such file.")
+        raise NotFound(gettext("No such file."))
     if visit is not None and row.visit_id != visit.id:
-        raise NotFound("No such file.")
+        raise NotFound(gettext("No such file."))
     if row.is_held and not held:
-        raise NotFound("No such file.")
+        raise NotFound(gettext("No such file."))
     access.check(actor, row, action)
     return row
 
@@ -133,13 +134,13 @@ def _for_change(actor: User, file_id: str | int, action: Action, *, visit: Visit
     """
     row = find_file(file_id) if action == Action.RESTORE else get_file(actor, file_id, action, visit=visit, held=held)
     if row is None:
-        raise NotFound("No such file.")
+        raise NotFound(gettext("No such file."))
     db.session.execute(update(StoredFile).where(StoredFile.id == row.id).values(version=StoredFile.version)
                        .execution_options(synchronize_session=False))
     db.session.refresh(row)
     try:
         if action != Action.RESTORE and row.is_deleted:
-            raise NotFound("No such file.")
+            raise NotFound(gettext("No such file."))
         access.check(actor, row, action)
     except (NotFound, Forbidden):
         _release()
@@ -168,7 +169,7 @@ def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None
     """
     name = clean_name(new_name)
     if not name:
-        raise BadRequest("The new name must contain at least one printable character.")
+        raise BadRequest(gettext("The new name must contain at least one printable character."))
     row = _for_change(actor, file_id, Action.RENAME)
     if expected_version is not None and row.version != expected_version:
         _release()
@@ -178,8 +179,9 @@ def rename(actor: User, origin: Origin, file_id: str | int, new_name: str | None
     claimed = claimed_type(ext, row.media_type)
     if claimed is not None:
         _release()
-        raise BadRequest(f"“{name}” would make it look like {claimed}, but it is {describe(row.media_type)}: "
-                         f"keep “.{row.ext}” at the end of the name, or leave the ending off.")
+        raise BadRequest(gettext("“%(name)s” would make it look like %(claimed)s, but it is %(what)s: "
+                                 "keep “.%(ext)s” at the end of the name, or leave the ending off.",
+                                 name=name, claimed=claimed, what=describe(row.media_type), ext=row.ext))
     if ext in TYPES[row.media_type][0]:
         row.ext = ext
     elif keep_extension:
@@ -218,7 +220,7 @@ def set_visible(actor: User, origin: Origin, file_id: str | int, visible: bool) 
     row = _for_change(actor, file_id, Action.SHARE if visible else Action.UNSHARE)
     if not visible and row.creator_id == row.patient_id:
         _release()
-        raise Conflict("The patient uploaded this file themselves, so it is always visible to them.")
+        raise Conflict(gettext("The patient uploaded this file themselves, so it is always visible to them."))
     if row.visible != visible:
         row.visible = visible
         row.modified_at = utcnow()
@@ -249,16 +251,16 @@ def restore(origin: Origin, file_id: str | int, actor: User | None = None) -> St
         row = _for_change(actor, file_id, Action.RESTORE)
         if not in_trash(row):
             _release()
-            raise NotFound("No such file.")
+            raise NotFound(gettext("No such file."))
     else:
         found = find_file(file_id)
         if found is None:
             raise NotFound(f"No file {file_id}.")
         row = found
     if row.purged_at is not None:
-        raise Conflict("The file's bytes were purged; it cannot be restored.")
+        raise Conflict(gettext("The file's bytes were purged; it cannot be restored."))
     if row.deleted_at is None:
-        raise Conflict("The file is not deleted.")
+        raise Conflict(gettext("The file is not deleted."))
     row.deleted_at = row.deleted_by_id = None
     row.modified_at = utcnow()
     row.version += 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import select
 
 from app.errors import BadRequest, NotFound
@@ -187,9 +188,9 @@ def sign_out_other(user: User, secret: str | None, session_id: int | None = None
         return count
     row = db.session.get(UserSession, session_id) if 0 < session_id <= MAX_ID else None
     if row is None or row.user_id != user.id or row.ended_at is not None:
-        raise NotFound("That session has already ended.")
+        raise NotFound(gettext("That session has already ended."))
     if current is not None and row.id == current.id:
-        raise BadRequest("That is the session you are using; use Sign out to end it.")
+        raise BadRequest(gettext("That is the session you are using; use Sign out to end it."))
     _end(row, EndReason.REVOKED, utcnow())
     transaction.commit()
     return 1

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import IO
 
 from flask import current_app
+from flask_babel import gettext
 
 from app.errors import CannotReceive, TooLarge
 
@@ -108,7 +109,7 @@ def spool(stream: IO[bytes], max_bytes: int, tmp_dir: str | None = None) -> Spoo
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise TooLarge(f"The file is larger than the {max_bytes:,}-byte limit.")
+                    raise TooLarge(gettext("The file is larger than the %(max)s-byte limit.", max=f"{max_bytes:,}"))
                 digest.update(chunk)
                 _write_all(fd, chunk, path)
         except BaseException:
@@ -136,7 +137,7 @@ def _take(part: Part, max_bytes: int) -> Spooled:
     except OSError as exc:
         raise _cannot_receive("write", part.path, exc) from exc
     if size > max_bytes:
-        raise TooLarge(f"The file is larger than the {max_bytes:,}-byte limit.")
+        raise TooLarge(gettext("The file is larger than the %(max)s-byte limit.", max=f"{max_bytes:,}"))
     part.taken = True
     # The write-back starts now; Storage.put_file's own fsync then finds little or nothing left.
     _BACKGROUND.submit(_sync, part.path)

@@ -25,15 +25,17 @@ import time
 from dataclasses import dataclass, field
 
 from flask import current_app
+from flask_babel import gettext
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.errors import StorageError
 from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 
 from app.errors import TooManyRequests
+from app.i18n import N_
 
-TOO_MANY = "Too many failed sign-in attempts; wait a few minutes and try again."
-TOO_MANY_USERNAMES = "Too many failed sign-in attempts from your address; wait a few minutes and try again."
+TOO_MANY = N_("Too many failed sign-in attempts; wait a few minutes and try again.")
+TOO_MANY_USERNAMES = N_("Too many failed sign-in attempts from your address; wait a few minutes and try again.")
 
 
 @dataclass
@@ -113,7 +115,7 @@ def _reserve(attempt: Attempt, storage: Storage) -> None:
 
 
 def _refuse(limiter: FixedWindowRateLimiter, item: RateLimitItem, ids: tuple[str, ...], message: str) -> None:
-    err = TooManyRequests(message)
+    err = TooManyRequests(gettext(message))
     reset = limiter.get_window_stats(item, *ids).reset_time
     err.retry_after = max(1, math.ceil(reset - time.time()))
     raise err

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import IO
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import func, select
 
 from app.errors import BadRequest, CannotReceive, InvalidUpload, TooLarge
@@ -68,9 +69,9 @@ def check_upload(actor: User, category: Category, target: Target) -> None:
     if target.is_held:
         return
     if category == Category.INTAKE_ATTACHMENT and target.visit is None:
-        raise BadRequest("Intake attachments belong to a visit; upload them to one of the patient's visits.")
+        raise BadRequest(gettext("Intake attachments belong to a visit; upload them to one of the patient's visits."))
     if category != Category.USER_AVATAR and target.patient is not None and target.patient.role != Role.PATIENT:
-        raise BadRequest("Documents belong to a patient; name the patient whose chart the file is for.")
+        raise BadRequest(gettext("Documents belong to a patient; name the patient whose chart the file is for."))
 
 
 def upload(actor: User, origin: Origin, stream: IO[bytes], filename: str | None,
@@ -144,8 +145,8 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
         try:
             cleaned = scrub.strip_metadata(spooled.path, found.media_type)
         except scrub.NotScrubbable:
-            raise InvalidUpload("The image could not be read to remove its metadata; save it again and re-upload.") \
-                from None
+            raise InvalidUpload(gettext(
+                "The image could not be read to remove its metadata; save it again and re-upload.")) from None
         except OSError as exc:  # the temp folder is full or gone: an outage, not the file's fault
             current_app.logger.error("cannot write a cleaned copy in %s: %s", spool_folder(), exc)
             raise CannotReceive() from None
@@ -222,14 +223,16 @@ def check_quota(actor: User, target: Target, incoming: int, *, lock: bool = True
         # A patient uploads into their own chart only, so patient_id's index finds their files.
         used = db.session.scalar(kept.where(StoredFile.patient_id == actor.id, StoredFile.creator_id == actor.id))
         if (used or 0) + incoming > user_quota:
-            raise TooLarge(f"This upload would take your files past your {human_bytes(user_quota)} storage "
-                           "quota (deleted files count until they are removed for good, "
-                           f"{config['TRASH_RETENTION_DAYS']} days after); ask the clinic to make room.")
+            raise TooLarge(gettext("This upload would take your files past your %(quota)s storage "
+                                   "quota (deleted files count until they are removed for good, "
+                                   "%(days)s days after); ask the clinic to make room.",
+                                   quota=human_bytes(user_quota), days=config["TRASH_RETENTION_DAYS"]))
     if clinic_quota:
         used = db.session.scalar(kept.where(StoredFile.account_id == target.account_id))
         if (used or 0) + incoming > clinic_quota:
-            raise TooLarge(f"This upload would take the clinic's files past its {human_bytes(clinic_quota)} "
-                           "storage quota; ask the clinic's administrator to make room.")
+            raise TooLarge(gettext("This upload would take the clinic's files past its %(quota)s "
+                                   "storage quota; ask the clinic's administrator to make room.",
+                                   quota=human_bytes(clinic_quota)))
 
 
 def human_bytes(n: int) -> str:
@@ -238,7 +241,7 @@ def human_bytes(n: int) -> str:
         if n >= size:
             value = n / size
             return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{n:,} bytes"
+    return gettext("%(num)s bytes", num=f"{n:,}")
 
 
 def _retire_avatars(actor: User, origin: Origin, user: User, now: datetime) -> None:

@@ -15,7 +15,10 @@ import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from flask_babel import gettext
+
 from app.errors import InvalidUpload
+from app.i18n import N_
 from app.services import decoders
 
 PDF = "application/pdf"
@@ -29,14 +32,14 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 #: Every accepted type, its canonical extension first, and the word used in messages.
 TYPES: dict[str, tuple[tuple[str, ...], str]] = {
-    PDF: (("pdf",), "a PDF document"),
-    PNG: (("png",), "a PNG image"),
-    JPEG: (("jpg", "jpeg", "jpe"), "a JPEG image"),
-    HEIC: (("heic", "heif"), "a HEIC photo"),
-    TEXT: (("txt", "text", "log", "md"), "a plain-text file"),
-    CSV: (("csv",), "a CSV file"),
-    DOCX: (("docx",), "a Word document"),
-    XLSX: (("xlsx",), "an Excel workbook"),
+    PDF: (("pdf",), N_("a PDF document")),
+    PNG: (("png",), N_("a PNG image")),
+    JPEG: (("jpg", "jpeg", "jpe"), N_("a JPEG image")),
+    HEIC: (("heic", "heif"), N_("a HEIC photo")),
+    TEXT: (("txt", "text", "log", "md"), N_("a plain-text file")),
+    CSV: (("csv",), N_("a CSV file")),
+    DOCX: (("docx",), N_("a Word document")),
+    XLSX: (("xlsx",), N_("an Excel workbook")),
 }
 ACCEPTED_EXTENSIONS = sorted({e for exts, _ in TYPES.values() for e in exts})
 #: Images: thumbnails, the viewer and `size=` show them through PNG renditions.
@@ -47,11 +50,11 @@ WEB_IMAGES = frozenset({PNG, JPEG})
 _OFFICE_KIND = {DOCX: "docx", XLSX: "xlsx"}
 # Recognised only to name them in the refusal.
 _REFUSED_SIGNATURES = [
-    (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"II*\x00", "a TIFF image"),
-    (b"MM\x00*", "a TIFF image"), (b"BM", "a BMP image"), (b"%!PS", "a PostScript/EPS file"),
-    (b"\xc5\xd0\xd3\xc6", "an EPS file"), (b"RIFF", "a RIFF (WebP/AVI/WAV) file"),
-    (b"\x7fELF", "a program"), (b"MZ", "a Windows program"), (b"\xd0\xcf\x11\xe0", "an old Office file"),
-    (b"Rar!", "a RAR archive"), (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"GIF87a", N_("a GIF image")), (b"GIF89a", N_("a GIF image")), (b"II*\x00", N_("a TIFF image")),
+    (b"MM\x00*", N_("a TIFF image")), (b"BM", N_("a BMP image")), (b"%!PS", N_("a PostScript/EPS file")),
+    (b"\xc5\xd0\xd3\xc6", N_("an EPS file")), (b"RIFF", N_("a RIFF (WebP/AVI/WAV) file")),
+    (b"\x7fELF", N_("a program")), (b"MZ", N_("a Windows program")), (b"\xd0\xcf\x11\xe0", N_("an old Office file")),
+    (b"Rar!", N_("a RAR archive")), (b"\x1f\x8b", N_("a gzip archive")), (b"7z\xbc\xaf", N_("a 7-Zip archive")),
 ]
 # ISO-BMFF brands (the `ftyp` box, first in the file) of HEIF images coded with HEVC, and of
 # AVIF (AV1), which this build cannot decode; the rest (MP4, MOV, 3GP…) are videos.
@@ -137,27 +140,30 @@ _KNOWN_EXTENSIONS = mimetypes.MimeTypes(filenames=())
 
 def claimed_type(ext: str, media_type: str) -> str | None:
     """What a name ending in `.ext` says a file is, when that is not `media_type` (a PDF named
-    "letter.docx": "a Word document"); None when the ending fits, or names no known type.
+    "letter.docx": N_("a Word document")); None when the ending fits, or names no known type.
     A plain-text file may end in any text type's extension (notes.md, data.json, script.py)."""
     if not ext or ext in TYPES.get(media_type, ((), ""))[0]:
         return None
     for exts, what in TYPES.values():
         if ext in exts:
-            return what
+            return gettext(what)
     guessed, _ = _KNOWN_EXTENSIONS.guess_type("name." + ext, strict=False)
     if guessed is None or (media_type == TEXT and guessed.startswith("text/")):
         return None
-    return f"a .{ext} file"
+    return gettext("a .%(ext)s file", ext=ext)
 
 
 def describe(media_type: str) -> str:
-    return TYPES[media_type][1] if media_type in TYPES else media_type
+    """'a PDF document', in the request's language."""
+    return gettext(TYPES[media_type][1]) if media_type in TYPES else media_type
 
 
 def describe_types(media_types: Collection[str]) -> str:
     """'a PNG image or a JPEG image' (in TYPES order), for messages naming what is accepted."""
-    words = [what for media_type, (_, what) in TYPES.items() if media_type in media_types]
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+    words = [gettext(what) for media_type, (_, what) in TYPES.items() if media_type in media_types]
+    if len(words) == 1:
+        return words[0]
+    return gettext("%(some)s or %(last)s", some=", ".join(words[:-1]), last=words[-1])
 
 
 def sniff(head: bytes, name_ext: str) -> str:
@@ -173,18 +179,21 @@ def sniff(head: bytes, name_ext: str) -> str:
     if head[4:8] == b"ftyp" and not _plausible_text(head):  # a note may say "The ftyp box…"
         brands = _iso_brands(head)
         if brands & _AVIF_BRANDS:  # AVIF lists mif1 too: it must be told apart first
-            raise InvalidUpload(f"This file is an AVIF image; {_accepted_sentence()}")
+            raise InvalidUpload(gettext("This file is an AVIF image; %(accepted)s", accepted=_accepted_sentence()))
         if brands & _HEIC_BRANDS:
             return HEIC
-        raise InvalidUpload(f"This file is a video or another kind of media file; {_accepted_sentence()}")
+        raise InvalidUpload(gettext("This file is a video or another kind of media file; %(accepted)s",
+                                    accepted=_accepted_sentence()))
     for signature, what in _REFUSED_SIGNATURES:
         # A note may well begin "BMI …" or "MZ …": printable signatures only count in binary files.
         if head.startswith(signature) and (signature == b"%!PS" or not _plausible_text(head)):
-            raise InvalidUpload(f"This file is {what}; {_accepted_sentence()}")
+            raise InvalidUpload(gettext("This file is %(what)s; %(accepted)s", what=gettext(what),
+                                        accepted=_accepted_sentence()))
     if b"%PDF-" in head[:1024]:
-        raise InvalidUpload("This PDF has data before its header; save it again as a plain PDF.")
+        raise InvalidUpload(gettext("This PDF has data before its header; save it again as a plain PDF."))
     if _MARKUP.match(head):
-        raise InvalidUpload(f"Web pages, SVG and XML files are not accepted; {_accepted_sentence()}")
+        raise InvalidUpload(gettext("Web pages, SVG and XML files are not accepted; %(accepted)s",
+                                    accepted=_accepted_sentence()))
     return CSV if name_ext == "csv" else TEXT
 
 
@@ -209,7 +218,7 @@ def _plausible_text(head: bytes) -> bool:
 
 
 def _accepted_sentence() -> str:
-    return "accepted types are PDF, PNG, JPEG, HEIC, plain text, CSV, Word (.docx) and Excel (.xlsx)."
+    return gettext("accepted types are PDF, PNG, JPEG, HEIC, plain text, CSV, Word (.docx) and Excel (.xlsx).")
 
 
 def inspect_file(path: str, name: str, limits: Limits, accept: Collection[str] | None = None,
@@ -229,7 +238,7 @@ def inspect_file(path: str, name: str, limits: Limits, accept: Collection[str] |
     """
     budget = limits.budget()
     if os.path.getsize(path) == 0:
-        raise InvalidUpload("The file is empty; check that you chose the right file and upload it again.")
+        raise InvalidUpload(gettext("The file is empty; check that you chose the right file and upload it again."))
     with open(path, "rb") as fh:
         head = fh.read(8192)
     ext = name_extension(name)
@@ -238,15 +247,16 @@ def inspect_file(path: str, name: str, limits: Limits, accept: Collection[str] |
     if media_type == "zip":  # not named .docx/.xlsx: its parts say whether it is one (fully read)
         kind = budget.run(decoders.check_office, path, None, limits.zip_max_uncompressed)
         media_type, checked = DOCX if kind == "docx" else XLSX, True
-    allowed_exts, what = TYPES[media_type]
+    allowed_exts, what = TYPES[media_type][0], describe(media_type)
     if accept is not None and media_type not in accept:
-        raise InvalidUpload(purpose or f"This file is {what}; only {describe_types(accept)} can be uploaded here.")
+        raise InvalidUpload(purpose or gettext("This file is %(what)s; only %(accepted)s can be uploaded here.",
+                                               what=what, accepted=describe_types(accept)))
     if ext and ext not in allowed_exts:
         if media_type in (TEXT, CSV) and ext not in ACCEPTED_EXTENSIONS:
-            raise InvalidUpload(f"Files of type .{ext} are not accepted; {_accepted_sentence()}")
-        raise InvalidUpload(
-            f"The name ends in .{ext} but the file is {what}; rename it to .{allowed_exts[0]}."
-        )
+            raise InvalidUpload(gettext("Files of type .%(ext)s are not accepted; %(accepted)s", ext=ext,
+                                        accepted=_accepted_sentence()))
+        raise InvalidUpload(gettext("The name ends in .%(ext)s but the file is %(what)s; rename it to .%(right)s.",
+                                    ext=ext, what=what, right=allowed_exts[0]))
     result = {} if checked else {
         PDF: _check_pdf, PNG: _check_image, JPEG: _check_image, HEIC: _check_image, TEXT: _check_text,
         CSV: _check_text, DOCX: _check_office, XLSX: _check_office,
@@ -260,8 +270,8 @@ def _check_pdf(path: str, media_type: str, limits: Limits, budget: decoders.Budg
     with open(path, "rb") as fh:
         fh.seek(max(0, os.path.getsize(path) - 2048))
         if b"%%EOF" not in fh.read():
-            raise InvalidUpload("The PDF is damaged or incomplete (it has no end marker); save it again "
-                                "and upload it again.")
+            raise InvalidUpload(gettext("The PDF is damaged or incomplete (it has no end marker); save it again "
+                                        "and upload it again."))
     return {"page_count": budget.run(decoders.count_pdf_pages, path, limits.pdf_max_pages)}
 
 
@@ -283,14 +293,15 @@ def _check_image(path: str, media_type: str, limits: Limits, budget: decoders.Bu
 def _check_no_trailer(path: str, media_type: str, end: int) -> None:
     """Refuse polyglots: nothing may hide after the image's end or be embedded in it."""
     if media_type == PNG and end != os.path.getsize(path):
-        raise InvalidUpload("The PNG has extra data after the image; save it again and re-upload.")
+        raise InvalidUpload(gettext("The PNG has extra data after the image; save it again and re-upload."))
     if media_type == HEIC and end != os.path.getsize(path):  # its boxes must end where the file does
-        raise InvalidUpload("The HEIC photo has extra data after the image; save it again and re-upload.")
+        raise InvalidUpload(gettext("The HEIC photo has extra data after the image; save it again and re-upload."))
     with open(path, "rb") as fh:
         tail = b""
         while chunk := fh.read(CHUNK):
             if _EMBEDDED.search(tail + chunk):
-                raise InvalidUpload("The image has another document embedded in it; save it again and re-upload.")
+                raise InvalidUpload(gettext(
+                    "The image has another document embedded in it; save it again and re-upload."))
             tail = chunk[-16:]
 
 
@@ -302,11 +313,12 @@ def _check_text(path: str, media_type: str, limits: Limits, budget: decoders.Bud
         try:
             while chunk := fh.read(CHUNK):
                 if b"\x00" in chunk:
-                    raise InvalidUpload("The file contains binary data; only UTF-8 text is accepted as .txt or .csv.")
+                    raise InvalidUpload(gettext(
+                        "The file contains binary data; only UTF-8 text is accepted as .txt or .csv."))
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            raise InvalidUpload("The text is not UTF-8; save it as UTF-8 and upload it again.") from None
+            raise InvalidUpload(gettext("The text is not UTF-8; save it as UTF-8 and upload it again.")) from None
     return {}
 
 

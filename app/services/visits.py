@@ -6,6 +6,7 @@ clinic only: a patient sees both on their Visits tab but changes neither.
 """
 from __future__ import annotations
 
+from flask_babel import gettext
 from sqlalchemy import select
 
 from app.errors import BadRequest, NotFound
@@ -21,7 +22,8 @@ def provider_for(patient: User, provider: User | None) -> int | None:
     if provider is None:
         return None
     if not provider.is_staff or provider.account_id != patient.account_id:
-        raise BadRequest(f"{provider.username} is not a clinician of {patient.account.name}.")
+        raise BadRequest(gettext("%(user)s is not a clinician of %(clinic)s.", user=provider.username,
+                                 clinic=patient.account.name))
     return provider.id
 
 
@@ -31,7 +33,7 @@ def parse_status(value: str | None) -> VisitStatus:
         return VisitStatus((value or "").strip().lower())
     except ValueError:
         choices = ", ".join(s.value for s in VisitStatus)
-        raise BadRequest(f"A visit's status is one of: {choices}.") from None
+        raise BadRequest(gettext("A visit's status is one of: %(choices)s.", choices=choices)) from None
 
 
 def set_status(actor: User, visit_id: str, status: VisitStatus, origin: Origin,
@@ -46,7 +48,7 @@ def set_status(actor: User, visit_id: str, status: VisitStatus, origin: Origin,
     visit = db.session.scalar(select(Visit).where(Visit.public_id == visit_id.lower()))
     if visit is None or not actor.is_staff or visit.account_id != actor.account_id \
             or (patient is not None and visit.patient_id != patient.id):
-        raise NotFound("No such visit.")
+        raise NotFound(gettext("No such visit."))
     if visit.status != status.value:
         before, visit.status = visit.status, status.value
         audit.record(Action.UPDATE, origin, actor=actor, account_id=visit.account_id, patient_id=visit.patient_id,

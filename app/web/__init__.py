@@ -1,7 +1,10 @@
 """Server-rendered pages for patients and providers."""
 from flask import Flask, Response, flash, redirect, session, url_for
+from flask_babel import force_locale, gettext
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+
+from app.i18n import N_, visitor_locale
 
 # Pages load only their own script, styles and images (thumbnails come from the signed-link
 # endpoint on the same origin), so an injected tag can neither run nor phone home.
@@ -30,7 +33,7 @@ def register_web(app: Flask) -> None:
     from app.extensions import login_manager
     from app.http import wants_json
     from app.services import sessions
-    from app.web import auth, chart, documents, export, home
+    from app.web import auth, chart, documents, export, home, language
     from app.web.display import register_display
     from app.web.navigation import here
 
@@ -45,27 +48,30 @@ def register_web(app: Flask) -> None:
             for key in (auth.SESSION_KEY, *auth.LOGIN_KEYS):
                 session.pop(key, None)
             if secret is not None:
-                flash(auth.SESSION_ENDED, "info")
+                # The visitor's language: asking who is signed in would ask this very loader.
+                with force_locale(visitor_locale()):
+                    flash(gettext(auth.SESSION_ENDED), "info")
         return user
 
     # The record is the session's authority; flask-login's IP/user-agent binding would only
     # sign out patients whose phone changes network. No remember-me, request or header loaders.
     login_manager.session_protection = None
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please sign in to see that page."
+    login_manager.login_message = N_("Please sign in to see that page.")
+    login_manager.localize_callback = gettext
     login_manager.login_message_category = "info"
 
     @login_manager.unauthorized_handler
     def unauthorized():
         if wants_json():  # the upload script
-            raise Unauthorized("Your session has ended; sign in again.")
+            raise Unauthorized(gettext("Your session has ended; sign in again."))
         return redirect(url_for("auth.login", next=here()))
 
     @app.errorhandler(CSRFError)
     def csrf_failed(_exc: CSRFError):
-        return render_page_error(BadRequest(
+        return render_page_error(BadRequest(gettext(
             "This form has expired or did not come from Chartbox. Go back, reload the page and try again."
-        ))
+        )))
 
     @app.after_request
     def page_headers(resp: Response) -> Response:
@@ -79,5 +85,5 @@ def register_web(app: Flask) -> None:
         return resp
 
     register_display(app)
-    for module in (home, auth, documents, chart, export):
+    for module in (home, auth, documents, chart, export, language):
         app.register_blueprint(module.bp)

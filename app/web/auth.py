@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext, ngettext
 from flask_login import current_user, login_required, login_user, logout_user
 
 from app.errors import TooManyRequests
+from app.i18n import N_
 from app.services import accounts, sessions
 from app.web.forms import ConfirmForm, LoginForm
 from app.web.navigation import home_url, safe_next
@@ -15,11 +17,11 @@ from app.web.navigation import home_url, safe_next
 bp = Blueprint("auth", __name__)
 
 # One message for every failure, so the page never says whether a username exists.
-BAD_CREDENTIALS = "That username and password do not match. Check them and try again."
+BAD_CREDENTIALS = N_("That username and password do not match. Check them and try again.")
 #: Where the cookie (Flask's signed session) keeps the session's secret — its only credential.
 SESSION_KEY = "sid"
 #: Shown at the sign-in page when a session was refused (signed out elsewhere, idle, too old).
-SESSION_ENDED = "Your session has ended. Please sign in again."
+SESSION_ENDED = N_("Your session has ended. Please sign in again.")
 #: What flask-login keeps in the cookie besides; never trusted without the record.
 LOGIN_KEYS = ("_user_id", "_fresh", "_id", "_remember", "_remember_seconds")
 
@@ -41,7 +43,7 @@ def login():
             status, error, headers = 429, exc.message, {"Retry-After": str(exc.retry_after)}
         else:
             if opened is None:
-                status, error = 401, BAD_CREDENTIALS
+                status, error = 401, gettext(BAD_CREDENTIALS)
             else:
                 user, secret = opened
                 # A fresh cookie: nothing from before sign-in (a planted session, its CSRF
@@ -65,7 +67,7 @@ def logout():
     session.clear()
     logout_user()
     if signed_in:
-        flash("You are signed out.", "success")
+        flash(gettext("You are signed out."), "success")
     return redirect(url_for("auth.login"), code=303)
 
 
@@ -83,7 +85,7 @@ def sessions_page():
 def end_session(session_id: int):
     """Sign out one other session of the signed-in user."""
     sessions.sign_out_other(current_user, session.get(SESSION_KEY), session_id)
-    flash("That session is signed out.", "success")
+    flash(gettext("That session is signed out."), "success")
     return redirect(url_for("auth.sessions_page"), code=303)
 
 
@@ -92,8 +94,8 @@ def end_session(session_id: int):
 def end_other_sessions():
     """Sign out every other session of the signed-in user."""
     count = sessions.sign_out_other(current_user, session.get(SESSION_KEY))
-    flash(f"Signed out {count} other session{'s' if count != 1 else ''}." if count
-          else "There were no other sessions to sign out.", "success")
+    flash(ngettext("Signed out %(num)d other session.", "Signed out %(num)d other sessions.", count) if count
+          else gettext("There were no other sessions to sign out."), "success")
     return redirect(url_for("auth.sessions_page"), code=303)
 
 
@@ -109,8 +111,8 @@ def device_name(user_agent: str | None) -> str:
     browser = next((name for marker, name in _BROWSERS if marker in agent), None)
     system = next((name for marker, name in _SYSTEMS if marker in agent), None)
     if browser and system:
-        return f"{browser} on {system}"
+        return gettext("%(browser)s on %(system)s", browser=browser, system=system)
     if browser or system:
         return browser or system or ""
     word = re.match(r"[A-Za-z][A-Za-z0-9._-]{0,40}", agent)
-    return word[0] if word else "Unknown device"
+    return word[0] if word else gettext("Unknown device")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user, login_required
 
 from app.errors import BadRequest, Conflict
@@ -66,7 +67,7 @@ def visits(patient_id: int):
             form.external_id.errors.append(err.message)
             status = 400
         else:
-            flash(f"Opened a visit: {visit.reason}.", "success")
+            flash(gettext("Opened a visit: %(reason)s.", reason=visit.reason), "success")
             return redirect(url_for("chart.visits", patient_id=patient.id), code=303)
     elif request.method == "POST":
         status = 400
@@ -85,7 +86,8 @@ def visit_status(patient_id: int, visit_id: str):
         flash(err.message, "error")
     else:
         visit = visit_service.set_status(current_user, visit_id, status, g.origin, patient=patient)
-        flash(f"“{visit.reason or 'Visit'}” is now marked {display.visit_status(visit.status).lower()}.", "success")
+        flash(gettext("“%(visit)s” is now marked %(status)s.", visit=visit.reason or gettext("Visit"),
+                      status=display.visit_status(visit.status).lower()), "success")
     return redirect(url_for("chart.visits", patient_id=patient.id, _anchor=f"visit-{visit_id}"), code=303)
 
 

@@ -1,9 +1,10 @@
 """How files, sizes and dates look on the pages (template globals and filters)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from flask import Flask, has_request_context, request
+from flask_babel import format_date, format_datetime, get_locale, gettext, pgettext
 from flask_login import current_user
 
 from app.models import Action, StoredFile, User, VisitStatus
@@ -20,6 +21,7 @@ from app.services.validation import (
 )
 from app.urls import view_url
 from app.web.navigation import here, page_url
+from app.web.script_strings import script_catalogue
 
 # Boxes the pages ask for: each a stored rendition size (RENDITION_SIZES), so a page is always
 # answered from the cache as it is, never by a downscale.
@@ -51,19 +53,29 @@ def human_size(size: int | None) -> str:
     value = float(size)
     for unit in ("bytes", "KB", "MB", "GB"):
         if value < 1024 or unit == "GB":
-            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}".replace(".0 ", " ")
+            if unit == "bytes":
+                return gettext("%(num)d bytes", num=int(value))
+            return _decimal(f"{value:.1f} {unit}".replace(".0 ", " "))
         value /= 1024
-    return f"{size} bytes"
+    return gettext("%(num)d bytes", num=size)
 
 
-def human_date(moment: datetime | None) -> str:
-    """'12 Mar 2026' (UTC)."""
-    return moment.strftime("%-d %b %Y") if moment else ""
+def _decimal(text: str) -> str:
+    """'1.5 MB' as the page's language writes it ('1,5 MB' in Spanish)."""
+    locale = get_locale()
+    if locale is None or locale.language == "en":
+        return text
+    return text.replace(".", locale.number_symbols.get("latn", locale.number_symbols).get("decimal", "."))
+
+
+def human_date(moment: date | datetime | None) -> str:
+    """'12 Mar 2026' (UTC; '12 mar 2026' in Spanish: the month as the page's language names it)."""
+    return format_date(moment, "d MMM y") if moment else ""
 
 
 def human_datetime(moment: datetime | None) -> str:
     """'12 Mar 2026, 14:05 UTC'."""
-    return moment.strftime("%-d %b %Y, %H:%M UTC") if moment else ""
+    return format_datetime(moment, "d MMM y, HH:mm 'UTC'") if moment else ""
 
 
 def iso(moment: datetime | None) -> str:
@@ -77,7 +89,7 @@ def kind(row: StoredFile) -> tuple[str, str]:
 
 def type_name(row: StoredFile) -> str:
     """'PDF document', 'JPEG image', 'Word document' (no article, first letter capital)."""
-    name = describe(row.media_type).split(" ", 1)[-1]
+    name = describe(row.media_type).split(" ", 1)[-1]  # "un documento PDF" too: one word of article
     return name[:1].upper() + name[1:]
 
 
@@ -154,7 +166,7 @@ def mine(row: StoredFile) -> bool:
 
 def uploader(row: StoredFile) -> str:
     if current_user.is_authenticated and row.creator_id == current_user.id:
-        return "You"
+        return gettext("You")
     return row.creator.full_name
 
 
@@ -190,12 +202,11 @@ def initials(user: User) -> str:
     return letters.upper()
 
 
-_VISIT_STATUS = {VisitStatus.OPEN: "Open", VisitStatus.COMPLETED: "Completed", VisitStatus.CANCELLED: "Cancelled"}
-
-
 def visit_status(status: str) -> str:
     """A visit's status (VisitStatus value) as a person reads it."""
-    return _VISIT_STATUS.get(VisitStatus(status), status)
+    labels = {VisitStatus.OPEN: pgettext("visit", "Open"), VisitStatus.COMPLETED: pgettext("visit", "Completed"),
+              VisitStatus.CANCELLED: pgettext("visit", "Cancelled")}
+    return labels.get(VisitStatus(status), status)
 
 
 def register_display(app: Flask) -> None:
@@ -212,6 +223,8 @@ def register_display(app: Flask) -> None:
 
     @app.context_processor
     def header_context() -> dict:
-        if not current_user.is_authenticated:
-            return {}
-        return {"header_avatar": avatar_url(current_user)}
+        locale = get_locale()
+        found: dict = {"current_locale": locale.language if locale else "en", "js_strings": script_catalogue()}
+        if current_user.is_authenticated:
+            found["header_avatar"] = avatar_url(current_user)
+        return found

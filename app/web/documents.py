@@ -6,6 +6,7 @@ access rules (who may see, rename, delete or share) are the service's, never dec
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user, login_required
 
 from app.api import params
@@ -83,8 +84,8 @@ def upload():
         raise TooLarge(too_many_files(most))
     if not chosen:
         if json_wanted:
-            raise BadRequest("Choose at least one file to upload.")
-        flash("Choose at least one file to upload.", "error")
+            raise BadRequest(gettext("Choose at least one file to upload."))
+        flash(gettext("Choose at least one file to upload."), "error")
         return back(form.next.data)
     results = []
     for item in chosen:
@@ -96,14 +97,15 @@ def upload():
             results.append({"name": row.name, "ok": True, "id": row.public_id})
     if json_wanted:
         failed = [r for r in results if not r["ok"]]
-        resp = jsonify(files=results, message=failed[0]["error"] if failed else "Uploaded.")
+        resp = jsonify(files=results, message=failed[0]["error"] if failed else gettext("Uploaded."))
         resp.status_code = 400 if failed and len(failed) == len(results) else 201
         return resp
     for result in results:
         if result["ok"]:
-            flash(f"Uploaded “{result['name']}”.", "success")
+            flash(gettext("Uploaded “%(name)s”.", name=result["name"]), "success")
         else:
-            flash(f"“{result['name']}” was not uploaded: {result['error']}", "error")
+            flash(gettext("“%(name)s” was not uploaded: %(reason)s", name=result["name"], reason=result["error"]),
+                  "error")
     return back(form.next.data)
 
 
@@ -114,14 +116,14 @@ def rename(file_id: str):
     form = RenameForm()
     if not form.validate():
         for message in form.name.errors:
-            flash(message, "error")
+            flash(str(message), "error")  # a lazy string from the form: the session stores text
         return back(form.next.data)
     try:
         row = files.rename(current_user, g.origin, file_id, form.name.data, keep_extension=True)
     except BadRequest as err:  # an empty, unprintable or mislabelling name: say so on the page
         flash(err.message, "error")
     else:
-        flash(f"Renamed to “{row.name}”.", "success")
+        flash(gettext("Renamed to “%(name)s”.", name=row.name), "success")
         return back(form.next.data, fragment=f"file-{row.public_id}")
     return back(form.next.data)
 
@@ -138,7 +140,8 @@ def delete(file_id: str):
         return render_template("confirm_delete.html", row=row, form=form, needs_reason=needs_reason(row))
     reason = (form.reason.data or "").strip()
     if not reason and needs_reason(files.get_file(current_user, file_id, Action.DELETE)):
-        flash("Say why you are removing this record from the chart; it is kept in the audit trail.", "error")
+        flash(gettext("Say why you are removing this record from the chart; it is kept in the audit trail."),
+              "error")
         return back(form.next.data)
     row = files.delete(current_user, g.origin, file_id, reason=reason or None)
     flash(f"{row.public_id}|{row.name}", UNDO)
@@ -160,7 +163,7 @@ def restore(file_id: str):
     """Bring a deleted file back (Undo, or the Recently deleted page)."""
     form = ConfirmForm()
     row = files.restore(g.origin, file_id, actor=current_user)
-    flash(f"Restored “{row.name}”.", "success")
+    flash(gettext("Restored “%(name)s”.", name=row.name), "success")
     return back(form.next.data)
 
 
@@ -180,9 +183,9 @@ def visibility(file_id: str):
     """Staff: make a file visible to the patient whose chart holds it, or hide it from them."""
     form = VisibilityForm()
     row = files.set_visible(current_user, g.origin, file_id, bool(form.visible.data))
-    who = row.patient.full_name if row.patient else "the patient"
-    flash(f"“{row.name}” is now visible to {who}." if row.visible else f"“{row.name}” is hidden from {who}.",
-          "success")
+    who = row.patient.full_name if row.patient else gettext("the patient")
+    flash(gettext("“%(name)s” is now visible to %(who)s.", name=row.name, who=who) if row.visible
+          else gettext("“%(name)s” is hidden from %(who)s.", name=row.name, who=who), "success")
     return back(form.next.data)
 
 

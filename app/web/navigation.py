@@ -5,6 +5,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import redirect, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -63,4 +64,4 @@ def page_number() -> int:
     try:
         return params.positive(request.args.get("page"), "page", maximum=999_999) or 1
     except BadRequest:
-        raise BadRequest("The page number must be a whole number from 1.") from None
+        raise BadRequest(gettext("The page number must be a whole number from 1.")) from None

@@ -356,3 +356,22 @@ def test_every_page_state_is_accessible(page, live):
                        ("18-chart-consents", chart + "/consents"), ("19-chart-trash", chart + "/trash")):
         page.goto(live.url + path)
         shot(page, name)
+
+
+def test_pages_in_spanish_after_switching(page, live):
+    """The footer's switcher turns the pages (and the script's strings) Spanish, kept for the user."""
+    sign_in(page, live, "bob")
+    page.get_by_label("Language").select_option("es")
+    page.get_by_role("button", name="Change").click()
+    page.wait_for_url(re.compile(r"/documents$"))
+    assert page.locator("html").get_attribute("lang") == "es"
+    page.get_by_role("link", name="Mis documentos").wait_for()
+    page.get_by_role("link", name="Eliminados recientemente").wait_for()
+    shot(page, "20-documents-spanish")  # desktop and phone, light and dark, each checked by axe
+    page.goto(f"{live.url}/documents/trash")
+    page.get_by_text("No se ha eliminado nada recientemente").wait_for()
+    shot(page, "21-trash-spanish")
+    page.get_by_label("Idioma").select_option("en")  # bob back to English for the other tests
+    page.get_by_role("button", name="Cambiar").click()
+    page.get_by_role("link", name="My documents").wait_for()
+    sign_out(page)
