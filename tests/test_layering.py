@@ -120,7 +120,7 @@ def test_templates_and_static_name_no_vendor():
 def test_every_vendor_package_is_declared_as_a_dialect():
     """app/api/<vendor>/ exports DIALECTS, and register_api registers every one of them."""
     packages = sorted(p.name for p in (APP / "api").iterdir() if (p / "__init__.py").exists())
-    assert packages == ["candid", "claros", "tscharts", "vsee"]
+    assert packages == ["candid", "claros", "fhir", "tscharts", "vsee"]
     register = (APP / "api" / "__init__.py").read_text()
     for name in packages:
         assert f"*{name}.DIALECTS" in register

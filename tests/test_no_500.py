@@ -20,7 +20,9 @@ JUNK_SEGMENTS = ["0", "abc", "\u00b2", "9" * 25, "..%2F..%2Fetc", "%00", "\u00fc
 JUNK_QUERY = ("page=%C2%B2&per_page=-1&target_id=abc&target_type=zzz&category_type=x&include_shared=%00"
               "&size=99999x1&time=abc&auth_code=%C3%BC&preview=%C2%B2&sort=True&newest=x&patient=%C2%B2"
               "&clinic=-1&station=1e9&type=xray&sort_field=x&sort_direction=up&patient_id=%C2%B2"
-              "&attachment_id=%00&by=%C2%B2&download=2&q=%25_%5C&next=//evil.example")
+              "&attachment_id=%00&by=%C2%B2&download=2&q=%25_%5C&next=//evil.example"
+              "&_count=%C2%B2&_page=0&_sort=x&date=ge%00&birthdate=2024-02-30&subject=Encounter/1&status=%00"
+              "&identifier=%7C&name=%25&_format=%00")
 
 
 def _bodies():
@@ -55,7 +57,7 @@ def world(make_user, make_token, make_visit, make_file):
 def _headers(path: str, token: str) -> dict:
     if path.startswith("/tscharts/"):
         return {"Authorization": f"Token {token}"}
-    if path.startswith(("/images/", "/api/encounter-attachments/")):
+    if path.startswith(("/images/", "/api/encounter-attachments/", "/fhir/")):
         return {"Authorization": f"Bearer {token}"}
     return {"X-ApiToken": token, "X-API-Key": token}
 
@@ -64,7 +66,8 @@ def _urls(rule, world) -> list[str]:
     """The rule with real ids and with junk in each path argument."""
     real = {"file_id": world["doc"].public_id, "encounter_id": world["visit"].public_id,
             "external_id": "ext-1", "image_id": str(world["image"].id), "version": "1",
-            "patient_id": str(world["patient"].id), "filename": "chartbox.css"}
+            "patient_id": str(world["patient"].id), "filename": "chartbox.css",
+            "doc_id": world["doc"].public_id, "binary_id": world["doc"].public_id}
     names = re.findall(r"<(?:[a-z]+:)?([a-z_]+)>", rule.rule)
     values = [real] + [{n: junk for n in names} for junk in JUNK_SEGMENTS] if names else [real]
     urls = []
@@ -88,7 +91,7 @@ def test_no_route_answers_500_to_junk(app, world, make_page_client):
             if with_query and label != "none":
                 continue  # junk queries once per url and method is enough
             target = f"{url}?{JUNK_QUERY}" if with_query else url
-            client = pages if not rule.rule.startswith(("/api", "/files", "/images", "/tscharts")) \
+            client = pages if not rule.rule.startswith(("/api", "/files", "/images", "/tscharts", "/fhir")) \
                 and not rule.rule.endswith(("/pdf", "/pdf/")) else api
             kwargs = {k: (v if not isinstance(v, dict) else _fresh(v)) for k, v in body.items()}
             try:

@@ -109,3 +109,23 @@ def test_candid_ids(client, world):
         "file_name": "c.jpg", "display_name": "c", "file_type": "image/jpeg", "status": "PENDING",
         "patient": {"id": str(v)}}}) for k, v in world["users"].items()})
     assert_uniform(images, strip={k: str(v) for k, v in world["users"].items()})
+
+
+def test_fhir_ids(client, world):
+    headers = {"Authorization": f"Bearer {world['token']}"}
+    for path in ("/fhir/R4/DocumentReference/{}", "/fhir/R4/Binary/{}"):
+        assert_uniform(answers(client, {k: ("GET", path.format(v), headers, {}) for k, v in world["files"].items()}))
+    assert_uniform(answers(client, {k: ("DELETE", f"/fhir/R4/DocumentReference/{v}", headers, {})
+                                    for k, v in world["files"].items()}))
+    assert_uniform(answers(client, {k: ("GET", f"/fhir/R4/Patient/{v}", headers, {})
+                                    for k, v in world["users"].items()}))
+    # a search for a chart out of reach is the empty Bundle, whichever chart it was
+    got = answers(client, {k: ("GET", f"/fhir/R4/DocumentReference?patient={v}", headers, {})
+                           for k, v in world["users"].items()})
+    assert_uniform(got, strip={k: f"patient={v}" for k, v in world["users"].items()})
+    assert got["unknown"][0] == 200
+    post = {k: ("POST", "/fhir/R4/DocumentReference", headers, {"json": {
+        "resourceType": "DocumentReference", "subject": {"reference": f"Patient/{v}"},
+        "content": [{"attachment": {"data": base64.b64encode(sample("letter.pdf")).decode()}}]},
+        "content_type": "application/fhir+json"}) for k, v in world["users"].items()}
+    assert_uniform(answers(client, post))

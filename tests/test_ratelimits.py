@@ -96,6 +96,14 @@ DIALECTS = {
         "read": lambda c, h, p: c.get(f"/tscharts/v1/image/?patient={p.id}", headers=h),
         "shape": lambda body: set(body) == {"detail"} and body["detail"],
     },
+    "fhir": {
+        "auth": lambda t: {"Authorization": f"Bearer {t}"},
+        "write": lambda c, h, p: c.post("/fhir/R4/DocumentReference", headers=h, json={},
+                                        content_type="application/fhir+json"),
+        "read": lambda c, h, p: c.get(f"/fhir/R4/DocumentReference?patient={p.id}", headers=h),
+        "shape": lambda body: body["resourceType"] == "OperationOutcome"
+        and body["issue"][0]["code"] == "throttled" and body["issue"][0]["diagnostics"],
+    },
     "claros": {
         "auth": lambda t: {"X-API-Key": t},
         "write": lambda c, h, p: c.post(f"/patients/{p.id}/pdf", headers=h, data={}),

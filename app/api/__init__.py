@@ -4,10 +4,11 @@ from flask import Flask
 
 
 def register_api(app: Flask) -> None:
-    from app.api import candid, claros, links, openapi, tscharts, vsee
+    from app.api import candid, claros, fhir, links, openapi, tscharts, vsee
     from app.api.dialect import install_prologue, register_dialect
 
-    for dialect in (*vsee.DIALECTS, links.DIALECT, *claros.DIALECTS, *tscharts.DIALECTS, *candid.DIALECTS):
+    for dialect in (*vsee.DIALECTS, links.DIALECT, *claros.DIALECTS, *tscharts.DIALECTS, *candid.DIALECTS,
+                    *fhir.DIALECTS):
         register_dialect(app, dialect)
     app.register_blueprint(openapi.bp)
     install_prologue(app)

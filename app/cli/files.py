@@ -6,7 +6,7 @@ from flask.cli import AppGroup
 from app.api import params
 from app.cli.errors import reported
 from app.cli.output import progress_bar
-from app.services import files, integrity
+from app.services import digests, files, integrity
 from app.services.audit import Origin
 
 group = AppGroup("files", help="Stored files: check, clean up debris, purge old deletions, restore.")
@@ -109,3 +109,18 @@ def restore(file_id: str) -> None:
     """Undo the deletion of FILE_ID (its UUID or integer id)."""
     row = files.restore(Origin.cli(), params.row_id(file_id) or file_id)
     click.echo(f"Restored {row.public_id} ({row.name}).")
+
+
+@group.command("backfill-sha1")
+@reported
+def backfill_sha1() -> None:
+    """Record the SHA-1 (FHIR's Attachment.hash) of files stored before uploads computed it."""
+    result = digests.backfill_sha1(progress=progress_bar("Hashing files"))
+    for public_id in result.missing:
+        click.echo(f"missing blob, skipped: {public_id}")
+    for public_id in result.damaged:
+        click.echo(f"damaged (differs from its sha256), skipped: {public_id}")
+    click.echo(f"{result.filled} file(s) given a SHA-1.")
+    if result.missing or result.damaged:
+        raise click.ClickException(f"{len(result.missing) + len(result.damaged)} file(s) could not be hashed; "
+                                   "`chartbox files check` says more.")

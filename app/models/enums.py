@@ -63,3 +63,4 @@ class Channel(StrEnum):
     WEB = "web"
     LINK = "link"  # a signed view link
     CLI = "cli"
+    FHIR = "fhir"  # the HL7 FHIR R4 door (app/api/fhir/): a standard, not one vendor's API

@@ -30,6 +30,9 @@ class StoredFile(Model):
     ext: Mapped[str] = mapped_column(String(16))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
+    # Hex SHA-1 of the same bytes, for FHIR's Attachment.hash; NULL for files stored before it
+    # was recorded until `chartbox files backfill-sha1` fills it in.
+    sha1: Mapped[str | None] = mapped_column(String(40))
     media_type: Mapped[str] = mapped_column(String(100))
     category: Mapped[str] = mapped_column(String(32))
     target_type: Mapped[str] = mapped_column(String(16))

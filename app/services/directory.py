@@ -13,9 +13,10 @@ from sqlalchemy import ColumnElement, or_, select
 
 from app.errors import BadRequest, Conflict
 from app.extensions import db
-from app.models import Role, User
+from app.models import Action, Role, User
 from app.models.base import utcnow
-from app.services import access
+from app.services import access, audit
+from app.services.audit import Origin
 from app.services.paging import Page, paginate
 
 MAX_SEARCH = 100  # characters of a search looked at; the rest is ignored
@@ -53,11 +54,65 @@ def find_patients(actor: User, search: str = "", page: int = 1, per_page: int = 
     return paginate(query, page, per_page, User.full_name, User.id)
 
 
+def search_patients(actor: User, *, name: str = "", born_from: date | None = None,
+                    born_until: date | None = None, chart_number: str | None = None, page: int = 1,
+                    per_page: int = 25, origin: Origin | None = None) -> Page:
+    """One page of the patients the actor may see matching every criterion given, by name then id.
+
+    For doors whose clients search by field (FHIR's Patient search) rather than type one box.
+    Staff search their clinic's patients; a patient finds only themself (when they match), so
+    the search never tells a patient who else exists.
+
+    Args:
+        name: every word must be part of the full name, ignoring case ('' matches all).
+        born_from, born_until: date of birth on or after / on or before (either may be None).
+        chart_number: exactly this chart number ('' matches nobody: no chart has an empty one).
+        page, per_page: 1-based page and its size; per_page 0 counts only.
+    Returns a Page of User rows with the total; audited as a listing when `origin` is given.
+    """
+    query = select(User).where(User.account_id == actor.account_id, User.role == Role.PATIENT)
+    if not actor.is_staff:
+        query = query.where(User.id == actor.id)
+    for word in dict.fromkeys(w.lower() for w in _WORDS.split(name.strip()[:MAX_SEARCH]) if w):
+        query = query.where(User.full_name.ilike(_like(word), escape="\\"))
+    if born_from is not None:
+        query = query.where(User.birth_date >= born_from)
+    if born_until is not None:
+        query = query.where(User.birth_date <= born_until)
+    if chart_number is not None:
+        query = query.where(User.chart_number == chart_number)
+    found = paginate(query, page, max(1, per_page), User.full_name, User.id)
+    if per_page <= 0:
+        found = Page(items=[], total=found.total, page=found.page, per_page=1)
+    if origin is not None:
+        audit.record_read(Action.LIST, origin, actor=actor, account_id=actor.account_id,
+                          patients=len(found.items), total=found.total, search="patients")
+    return found
+
+
+def open_patient(actor: User, patient_id: int, origin: Origin | None = None) -> User:
+    """A patient the actor may see (accounts.get_patient), audited as a listing of their record.
+
+    Raises NotFound for anyone else (unknown, not a patient, another clinic, another patient).
+    """
+    from app.services.accounts import get_patient  # accounts sits above the directory
+
+    patient = get_patient(actor, patient_id)
+    if origin is not None:
+        audit.record_read(Action.LIST, origin, actor=actor, account_id=patient.account_id, patient_id=patient.id,
+                          search="patient")
+    return patient
+
+
+def _like(word: str) -> str:
+    return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def _matches(word: str) -> ColumnElement[bool]:
     born = parse_date(word)
     if born is not None:
         return User.birth_date == born
-    like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    like = _like(word)
     return or_(*(column.ilike(like, escape="\\")
                  for column in (User.full_name, User.username, User.email, User.chart_number)))
 

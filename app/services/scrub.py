@@ -362,14 +362,3 @@ def _item_locations(data: bytes) -> Iterator[tuple[int, int, int, list[tuple[int
             number(index_size)
             extents.append((base + number(offset_size), number(length_size)))
         yield item_id, method, reference, extents
-
-
-def sha256_and_size(fh: IO[bytes]) -> tuple[str, int]:
-    """The hex sha256 and length of a stream, read in chunks."""
-    import hashlib
-
-    digest, size = hashlib.sha256(), 0
-    while chunk := fh.read(1024 * 1024):
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size

@@ -1,4 +1,5 @@
-"""Receive an upload stream into a private temp file, counting and hashing as it goes.
+"""Receive an upload stream into a private temp file, counting and hashing as it goes
+(sha256, the row's integrity check and ETag; sha1, what FHIR's Attachment.hash names).
 
 The bytes never sit whole in memory, the size limit holds whatever Content-Length claimed,
 and the temp file is always removed (Spooled is a context manager). A multipart upload is
@@ -28,19 +29,29 @@ PREFIX, SUFFIX = "upload-", ".tmp"
 log = logging.getLogger(__name__)
 
 
-class Spooled:
-    """A spooled upload: its temp file, size and sha256 (for a taken-over Part, still being
-    computed beside the validation, with the file's fsync: `sha256` waits for it)."""
+Digests = tuple[str, str]  # (sha256, sha1), hex
 
-    def __init__(self, path: str, size: int, sha256: str | Future[str]):
+
+class Spooled:
+    """A spooled upload: its temp file, size, sha256 and sha1 (for a taken-over Part, still
+    being computed beside the validation, with the file's fsync: `sha256` waits for it)."""
+
+    def __init__(self, path: str, size: int, digests: Digests | Future[Digests]):
         self.path, self.size = path, size
-        self._sha256 = sha256
+        self._digests = digests
+
+    def _known(self) -> Digests:
+        if isinstance(self._digests, Future):
+            self._digests = self._digests.result()  # CannotReceive if the file could not be read
+        return self._digests
 
     @property
     def sha256(self) -> str:
-        if isinstance(self._sha256, Future):
-            self._sha256 = self._sha256.result()  # CannotReceive if the file could not be read
-        return self._sha256
+        return self._known()[0]
+
+    @property
+    def sha1(self) -> str:
+        return self._known()[1]
 
     def open(self) -> IO[bytes]:
         try:
@@ -49,8 +60,8 @@ class Spooled:
             raise _cannot_receive("reopen", self.path, exc) from exc
 
     def discard(self) -> None:
-        if isinstance(self._sha256, Future):
-            wait([self._sha256])  # never remove a file its hash is still reading
+        if isinstance(self._digests, Future):
+            wait([self._digests])  # never remove a file its hash is still reading
         _remove(self.path)
 
     def __enter__(self) -> Spooled:
@@ -102,7 +113,7 @@ def spool(stream: IO[bytes], max_bytes: int, tmp_dir: str | None = None) -> Spoo
         fd, path = tempfile.mkstemp(dir=tmp_dir, prefix=PREFIX, suffix=SUFFIX)
     except OSError as exc:
         raise _cannot_receive("create a temp file in", tmp_dir or tempfile.gettempdir(), exc) from exc
-    digest = hashlib.sha256()
+    digest, sha1 = hashlib.sha256(), hashlib.sha1(usedforsecurity=False)
     size = 0
     try:
         try:
@@ -111,6 +122,7 @@ def spool(stream: IO[bytes], max_bytes: int, tmp_dir: str | None = None) -> Spoo
                 if size > max_bytes:
                     raise TooLarge(gettext("The file is larger than the %(max)s-byte limit.", max=f"{max_bytes:,}"))
                 digest.update(chunk)
+                sha1.update(chunk)
                 _write_all(fd, chunk, path)
         except BaseException:
             _close(fd, path, quiet=True)
@@ -119,7 +131,7 @@ def spool(stream: IO[bytes], max_bytes: int, tmp_dir: str | None = None) -> Spoo
     except BaseException:
         _remove(path)
         raise
-    return Spooled(path=path, size=size, sha256=digest.hexdigest())
+    return Spooled(path=path, size=size, digests=(digest.hexdigest(), sha1.hexdigest()))
 
 
 #: Hashes and fsyncs of taken-over parts, run while the upload is validated in its child
@@ -128,7 +140,7 @@ _BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="spool")
 
 
 def _take(part: Part, max_bytes: int) -> Spooled:
-    """A Part where it lies: its size now, its sha256 (and the fsync that makes the bytes
+    """A Part where it lies: its size now, its digests (and the fsync that makes the bytes
     durable before storage renames them in) computed beside what the caller does next. The
     Spooled then owns the path (the Part no longer removes it)."""
     try:
@@ -141,15 +153,26 @@ def _take(part: Part, max_bytes: int) -> Spooled:
     part.taken = True
     # The write-back starts now; Storage.put_file's own fsync then finds little or nothing left.
     _BACKGROUND.submit(_sync, part.path)
-    return Spooled(path=part.path, size=size, sha256=_BACKGROUND.submit(_hash, part.path))
+    return Spooled(path=part.path, size=size, digests=_BACKGROUND.submit(_hash, part.path))
 
 
-def _hash(path: str) -> str:
+def _hash(path: str) -> Digests:
     try:
         with open(path, "rb") as fh:  # its own descriptor: the request's part stays untouched
-            return hashlib.file_digest(fh, "sha256").hexdigest()
+            sha256, sha1, _ = digests_and_size(fh)
     except OSError as exc:
         raise _cannot_receive("read", path, exc) from exc
+    return sha256, sha1
+
+
+def digests_and_size(fh: IO[bytes]) -> tuple[str, str, int]:
+    """The hex sha256 and sha1 of a stream and its length, read to its end in chunks."""
+    sha256, sha1, size = hashlib.sha256(), hashlib.sha1(usedforsecurity=False), 0
+    while chunk := fh.read(CHUNK):
+        sha256.update(chunk)
+        sha1.update(chunk)
+        size += len(chunk)
+    return sha256.hexdigest(), sha1.hexdigest(), size
 
 
 def _sync(path: str) -> None:

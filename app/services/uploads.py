@@ -25,8 +25,8 @@ from app.models import Action, Category, Role, StoredFile, TargetType, User
 from app.models.base import utcnow
 from app.services import access, audit, scrub, transaction
 from app.services.audit import Origin
+from app.services.spool import digests_and_size, spool
 from app.services.spool import folder as spool_folder
-from app.services.spool import spool
 from app.services.targets import Target
 from app.services.validation import (
     TYPES,
@@ -123,6 +123,7 @@ class Received:
     sha256: str
     backend: str
     key: str
+    sha1: str | None = None  # hex; what FHIR's Attachment.hash carries (base64 there)
 
 
 def receive(stream: IO[bytes], filename: str | None, category: Category = Category.USER_DOCUMENT, *,
@@ -130,7 +131,7 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
     """Validate an upload's bytes and write them to storage; no row yet (see `store`).
 
     Photos are stored without their location and identifying metadata (scrub.py); the size
-    and sha256 are of what is kept. The blob is removed again unless the current transaction
+    and digests are of what is kept. The blob is removed again unless the current transaction
     commits (transaction.track_blob).
     Raises TooLarge or InvalidUpload as `store`.
     """
@@ -150,12 +151,12 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
         except OSError as exc:  # the temp folder is full or gone: an outage, not the file's fault
             current_app.logger.error("cannot write a cleaned copy in %s: %s", spool_folder(), exc)
             raise CannotReceive() from None
-        path, size, sha256 = spooled.path, spooled.size, spooled.sha256
+        path, size, sha256, sha1 = spooled.path, spooled.size, spooled.sha256, spooled.sha1
         try:
             if cleaned is not None:
                 path = cleaned
                 with open(cleaned, "rb") as fh:
-                    sha256, size = scrub.sha256_and_size(fh)
+                    sha256, sha1, size = digests_and_size(fh)
             storage = get_storage()
             key = new_key()
             storage.put_file(key, path)  # moved where the store can: the spool (or copy) is gone then
@@ -164,7 +165,7 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(cleaned)
     transaction.track_blob(key)
-    return Received(name, found, size, sha256, storage.name, key)
+    return Received(name, found, size, sha256, storage.name, key, sha1)
 
 
 def record(actor: User, origin: Origin, received: Received, category: Category, target: Target) -> StoredFile:
@@ -184,7 +185,7 @@ def record(actor: User, origin: Origin, received: Received, category: Category, 
     found = received.found
     row = StoredFile(
         account_id=target.account_id, name=received.name, ext=found.ext, size=received.size,
-        sha256=received.sha256, media_type=found.media_type, category=category.value,
+        sha256=received.sha256, sha1=received.sha1, media_type=found.media_type, category=category.value,
         target_type=target.type.value, target_id=target.id, patient_id=target.patient_id,
         visit_id=target.visit_id, creator_id=actor.id,
         created_at=now, modified_at=now, storage_backend=received.backend, storage_key=received.key,
