@@ -6,7 +6,7 @@ from openapi_spec_validator import validate
 from app.api.openapi import load_spec
 
 # Blueprints of the pages (server-rendered HTML, not the API) and Flask's static files.
-PAGE_BLUEPRINTS = {"home", "auth", "documents", "chart", "export"}
+PAGE_BLUEPRINTS = {"home", "auth", "documents", "chart", "export", "language"}
 METHODS = {"get", "put", "post", "delete", "patch"}
 
 
