@@ -22,7 +22,7 @@ from app.errors import BadRequest, CannotReceive, InvalidUpload, TooLarge
 from app.extensions import db
 from app.models import Action, Category, Role, StoredFile, TargetType, User
 from app.models.base import utcnow
-from app.services import access, audit, scrub, transaction
+from app.services import access, audit, scrub, search_index, text_extract, transaction
 from app.services.audit import Origin
 from app.services.spool import folder as spool_folder
 from app.services.spool import spool
@@ -122,6 +122,7 @@ class Received:
     sha256: str
     backend: str
     key: str
+    text: str | None = None  # the words inside it, for search (text_extract.py)
 
 
 def receive(stream: IO[bytes], filename: str | None, category: Category = Category.USER_DOCUMENT, *,
@@ -138,7 +139,12 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
     accepted = frozenset(accept if accept is not None else TYPES) & narrowed
     with spool(stream, config["UPLOAD_MAX_BYTES"], spool_folder()) as spooled:
         name = clean_name(filename)
-        found = inspect_file(spooled.path, name, Limits.from_config(config), accept=accepted, purpose=purpose)
+        limits = Limits.from_config(config)
+        budget = limits.budget()
+        found = inspect_file(spooled.path, name, limits, accept=accepted, purpose=purpose, budget=budget)
+        # Within the same clock and gate; a file whose text cannot be read is still uploaded.
+        text = text_extract.extract(spooled.path, found.media_type, limits, budget,
+                                    config["SEARCH_TEXT_MAX_CHARS"])
         if not name or (add_extension and not name_extension(name)):
             name = f"{name or 'upload'}.{found.ext}"
         try:
@@ -163,7 +169,7 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(cleaned)
     transaction.track_blob(key)
-    return Received(name, found, size, sha256, storage.name, key)
+    return Received(name, found, size, sha256, storage.name, key, text)
 
 
 def record(actor: User, origin: Origin, received: Received, category: Category, target: Target) -> StoredFile:
@@ -194,6 +200,8 @@ def record(actor: User, origin: Origin, received: Received, category: Category, 
         _retire_avatars(actor, origin, target.patient, now)
     db.session.add(row)
     db.session.flush()
+    if received.text:
+        search_index.add_text(row, received.text)
     audit.record(Action.UPLOAD, origin, actor=actor, file=row, name=row.name, size=row.size)
     return row
 
