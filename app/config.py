@@ -61,6 +61,8 @@ class Defaults:
     # The whole rendition cache is trimmed past this, oldest written first (0: no cap).
     RENDITION_CACHE_MAX_BYTES = 2 * 1024 * MIB
     ZIP_MAX_UNCOMPRESSED = 100 * MIB
+    # Characters of a file's text kept for search (text_extract.py); 0 keeps none.
+    SEARCH_TEXT_MAX_CHARS = 200_000
     SIGNED_URL_TTL = 3600  # seconds a view link stays valid
     SIGNED_URL_SKEW = 60  # seconds a link's time may lie in the future
     SIGNED_UPLOAD_TTL = 600  # seconds a signed upload URL may still PUT bytes (once)

@@ -179,6 +179,22 @@ def test_documents_page_of_a_patient(app, charts, make_page_client):
     assert counts["large"] <= 12, counts
 
 
+@pytest.mark.parametrize("query", ["q=chartbox", "q=sample+letter&kind=pdf&sort=name&view=grid",
+                                   "source=team&from=2000-01-01&to=2100-01-01&sort=-size"])
+def test_searching_documents_takes_the_same_statements(app, charts, make_page_client, query):
+    """A search (words in names and inside the PDFs) and filters: as many statements as a
+    plain listing, whatever the chart's size."""
+    pages = {}
+    for label in ("small", "large"):
+        client = make_page_client(db.session.get(User, charts[label].patient_id))
+        pages[label] = lambda client=client: client.get(f"/documents?{query}")
+    counts = _same_count(app, pages)
+    assert counts["large"] <= 12, counts
+    provider = make_page_client(db.session.get(User, charts["provider_id"]))
+    _same_count(app, {label: (lambda chart=charts[label]: provider.get(f"/patients/{chart.patient_id}?{query}"))
+                      for label in ("small", "large")})
+
+
 def test_visits_page_of_a_patient(app, charts, make_page_client):
     pages = {}
     for label in ("small", "large"):

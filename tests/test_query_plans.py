@@ -32,7 +32,7 @@ from app import create_app
 from app.api.candid.models import CandidAttachment, CandidImage
 from app.api.tscharts.models import ChartImage
 from app.extensions import db
-from app.models import Account, ApiToken, AuditChain, AuditEvent, Role, StoredFile, User, UserSession, Visit
+from app.models import Account, ApiToken, AuditChain, AuditEvent, FileText, Role, StoredFile, User, UserSession, Visit
 from app.services import accounts
 
 CLINICS, PATIENTS, PROVIDERS, FILES = 30, 50, 4, 10  # per clinic, per clinic, per patient
@@ -143,6 +143,11 @@ def fill(provider: User, patient: User) -> tuple[str, str]:
             attachments.append({"file_id": fid, "account_id": clinic_id, "attachment_type": "OTHER"})
     _bulk(AuditEvent, events)
     _bulk(CandidAttachment, attachments)
+    # Every PDF has its text indexed (search); a rare word sits in some of the requests' chart.
+    vocabulary = ["report", "blood", "pressure", "glucose", "referral", "letter", "summary", "clinic", "normal"]
+    _bulk(FileText, [{"file_id": fid, "body": " ".join(rnd.choice(vocabulary) for _ in range(40))
+                      + (" zymurgy" if uid == patient.id and fid % 5 == 0 else "")}
+                     for fid, uid, _, _, _, media_type, _ in stored if media_type == "application/pdf"])
     db.session.execute(sa.update(AuditChain).where(AuditChain.id == 1).values(seq=seq, last_hash="0" * 64))
     _bulk(ChartImage, [{"file_id": fid, "image_type": ["Xray", "Headshot", "Audiogram"][fid % 3],
                         "clinic": fid % 7, "station": fid % 5}
@@ -210,6 +215,7 @@ def _index_tables() -> dict[str, str]:
         for constraint in table.constraints:
             if isinstance(constraint, (sa.PrimaryKeyConstraint, sa.UniqueConstraint)) and constraint.name:
                 found[str(constraint.name)] = table.name
+    found["ix_file_texts_search"] = "file_texts"  # the GIN index is the migration's, not a model's
     return found
 
 
@@ -233,6 +239,8 @@ def _sqlite_scans(rows) -> list[Scan]:
             elif "PRIMARY" in words or "INTEGER" in words:
                 index = "PRIMARY KEY"
             table = words[1]
+            if "VIRTUAL" in words and index and ":M" in index:  # FTS5's plan for a MATCH constraint
+                index = FTS5_MATCH
             if table not in db.metadata.tables:  # an alias of a joined load: users_1 is users
                 table = re.sub(r"_\d+$", "", table)
             out.append(Scan(words[0], table, index))
@@ -342,6 +350,9 @@ def _scenarios(loaded: Loaded) -> dict[str, Callable[[], Any]]:
         "vsee_visit_list": lambda: api.get(f"/api_v3/files?target_type=visit&target_id={loaded.visit_id}",
                                            headers=vsee),
         "documents_page": lambda: patient_pages.get("/documents"),
+        "documents_search": lambda: patient_pages.get("/documents?q=zymurgy"),
+        "chart_documents_search": lambda: provider_pages.get(f"/patients/{p}?q=zymurgy&sort=name"),
+        "vsee_search": lambda: api.get(f"/api_v3/files?target_type=user&target_id={p}&q=zymurgy", headers=vsee),
         "patient_visits_page": lambda: patient_pages.get("/documents/visits"),
         "chart_documents": lambda: provider_pages.get(f"/patients/{p}"),
         "chart_visits": lambda: provider_pages.get(f"/patients/{p}/visits"),
@@ -371,6 +382,10 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "vsee_list_patient": {"stored_files": TARGET | PATIENT_KEYED},
     "vsee_visit_list": {"stored_files": TARGET},
     "documents_page": {"stored_files": PATIENT_KEYED},
+    # Search: the words through the GIN index (PostgreSQL) or the FTS5 table (SQLite, below).
+    "documents_search": {"stored_files": PATIENT_KEYED | TARGET, "file_texts": {"ix_file_texts_search"}},
+    "chart_documents_search": {"stored_files": TARGET, "file_texts": {"ix_file_texts_search"}},
+    "vsee_search": {"stored_files": TARGET, "file_texts": {"ix_file_texts_search"}},
     "patient_visits_page": {"visits": {"ix_visits_patient_id"}, "stored_files": {"ix_stored_files_visit_id"}},
     "chart_documents": {"stored_files": TARGET},
     "chart_visits": {"visits": {"ix_visits_patient_id"}, "stored_files": {"ix_stored_files_visit_id"}},
@@ -388,10 +403,16 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
 }
 
 
+FTS5_MATCH = "fts5 MATCH"  # what _sqlite_scans calls a MATCH through the FTS5 index
+
+
 #: SQLite's planner, given the same statistics, starts the clinic-wide tscharts search from the
 #: clinic's files (then each file's tags by primary key): also no full scan.
 EXPECTED_SQLITE = {"tscharts_clinic": {"stored_files": {"ix_stored_files_account_id"},
-                                       "tscharts_images": {"PRIMARY KEY", "ix_tscharts_images_clinic"}}}
+                                       "tscharts_images": {"PRIMARY KEY", "ix_tscharts_images_clinic"}},
+                   # FTS5 answers MATCH through its own index ("VIRTUAL TABLE INDEX <n>:M…").
+                   **{name: {"stored_files": PATIENT_KEYED | TARGET, "file_texts_fts": {FTS5_MATCH}}
+                      for name in ("documents_search", "chart_documents_search", "vsee_search")}}
 
 
 @pytest.mark.parametrize("scenario", sorted(EXPECTED))

@@ -1,4 +1,4 @@
-"""`chartbox files …`: integrity checks, debris clean-up, purging old deletions, restore."""
+"""`chartbox files …`: integrity checks, debris clean-up, purging old deletions, restore, reindex."""
 
 import click
 from flask.cli import AppGroup
@@ -6,10 +6,10 @@ from flask.cli import AppGroup
 from app.api import params
 from app.cli.errors import reported
 from app.cli.output import progress_bar
-from app.services import digests, files, integrity
+from app.services import digests, files, integrity, search_index
 from app.services.audit import Origin
 
-group = AppGroup("files", help="Stored files: check, clean up debris, purge old deletions, restore.")
+group = AppGroup("files", help="Stored files: check, clean up debris, purge old deletions, restore, reindex.")
 
 
 
@@ -124,3 +124,14 @@ def backfill_sha1() -> None:
     if result.missing or result.damaged:
         raise click.ClickException(f"{len(result.missing) + len(result.damaged)} file(s) could not be hashed; "
                                    "`chartbox files check` says more.")
+
+
+@group.command("reindex")
+@reported
+def reindex() -> None:
+    """Extract the text of stored files that have none yet, so search finds them by their words."""
+    result = search_index.reindex(progress=progress_bar("Reading files"))
+    click.echo(f"{len(result.indexed)} file(s) indexed, {len(result.without_text)} without text"
+               f"{f', {len(result.unreadable)} unreadable (see the log)' if result.unreadable else ''}.")
+    if result.unreadable:
+        raise click.ClickException(f"{len(result.unreadable)} file(s) could not be read from storage.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, text
+from sqlalchemy import DDL, BigInteger, ForeignKey, Index, String, Text, event, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import Model
@@ -90,3 +90,46 @@ class StoredFile(Model):
     @property
     def is_pdf(self) -> bool:
         return self.media_type == "application/pdf"
+
+
+class FileText(Model):
+    """The words inside one stored file (extracted at upload; text_extract.py), for search.
+
+    One row per file that has text; a file whose text could not be read has none. The search
+    index beside it is the database's own: on SQLite the FTS5 table `file_texts_fts` (external
+    content, kept in step by triggers), on PostgreSQL a GIN index on to_tsvector('simple', body)
+    with punctuation made blank (so "13.9" holds the words 13 and 9, as FTS5 reads it).
+    Both are made by migration 0015 and, for create_all, by the DDL below.
+    """
+
+    __tablename__ = "file_texts"
+
+    file_id: Mapped[int] = mapped_column(ForeignKey("stored_files.id", ondelete="CASCADE"), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+
+
+#: The database's search index over file_texts.body, as migration 0015 makes it (the same
+#: statements, so create_all and the migrations build one schema). Not models: the migrations'
+#: drift check skips these names (migrations/env.py SEARCH_INDEX_NAMES).
+SQLITE_SEARCH_DDL = (
+    "CREATE VIRTUAL TABLE file_texts_fts USING fts5(body, content='file_texts', content_rowid='file_id', "
+    "tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER file_texts_fts_insert AFTER INSERT ON file_texts BEGIN "
+    "INSERT INTO file_texts_fts(rowid, body) VALUES (new.file_id, new.body); END",
+    "CREATE TRIGGER file_texts_fts_delete AFTER DELETE ON file_texts BEGIN "
+    "INSERT INTO file_texts_fts(file_texts_fts, rowid, body) VALUES ('delete', old.file_id, old.body); END",
+    "CREATE TRIGGER file_texts_fts_update AFTER UPDATE ON file_texts BEGIN "
+    "INSERT INTO file_texts_fts(file_texts_fts, rowid, body) VALUES ('delete', old.file_id, old.body); "
+    "INSERT INTO file_texts_fts(rowid, body) VALUES (new.file_id, new.body); END",
+)
+POSTGRES_SEARCH_DDL = (
+    "CREATE INDEX ix_file_texts_search ON file_texts USING gin "
+    "(to_tsvector('simple'::regconfig, regexp_replace(body, '[[:punct:]]', ' ', 'g')))",
+)
+for _statement in SQLITE_SEARCH_DDL:
+    event.listen(FileText.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in POSTGRES_SEARCH_DDL:
+    event.listen(FileText.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
+# drop_all: the FTS table goes first (its triggers go with file_texts; the GIN index too).
+event.listen(FileText.__table__, "before_drop",
+             DDL("DROP TABLE IF EXISTS file_texts_fts").execute_if(dialect="sqlite"))

@@ -101,6 +101,24 @@ class Budget:
                 raise InvalidUpload(gettext(NOT_CHECKED)) from None
 
 
+    def try_run(self, fn: Callable[..., Any], *args: Any) -> Any | None:
+        """fn(*args) in a child under the same gate and clock as `run`; None when it cannot
+        run or fails (busy, out of time or memory, crashed, or it raised): for work an upload
+        may do without (its text for search). Each failure is logged at info, never raised."""
+        try:
+            if self.remaining() <= 0:
+                raise ChildTimeout("no time left")
+            with gate("parse", self.slots, min(self.wait, self.remaining())):
+                remaining = self.remaining()
+                if remaining <= 0:
+                    raise ChildTimeout("no time left")
+                return run_isolated(fn, *args, timeout=min(self.child_timeout, remaining),
+                                    memory=self.child_memory)
+        except Exception as exc:  # noqa: BLE001 - busy, killed, or fn raised: optional work, never fatal
+            log.info("%s gave up: %s: %s", fn.__name__, type(exc).__name__, exc)
+            return None
+
+
 # -- PDF ---------------------------------------------------------------------------------------
 
 def too_many_pages(count: int | None, max_pages: int) -> str:

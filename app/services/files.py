@@ -24,6 +24,10 @@ from app.models.base import MAX_ID, utcnow
 from app.services import access, audit, transaction
 from app.services.audit import Origin
 from app.services.listings import (  # noqa: F401 - re-exported: the doors call files.list_files, …
+    Kind,
+    ListQuery,
+    Sort,
+    Source,
     current_avatar,
     current_avatars,
     list_all_files,

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Action, StoredFile
 from app.models.base import utcnow
-from app.services import audit, renditions, spool
+from app.services import audit, renditions, search_index, spool
 from app.services.audit import Origin
 from app.storage import BlobMissing, Debris, StorageError, get_storage
 
@@ -320,6 +320,7 @@ def purge(older_than_days: int | None = None, dry_run: bool = False, progress: P
         if dry_run:
             continue
         row.purged_at = utcnow()
+        search_index.remove_texts([row.id])  # its words go with its bytes
         audit.record(Action.PURGE, Origin.cli(), actor=None, file=row)
         db.session.commit()
         try:

@@ -1,24 +1,99 @@
 """Listings: which files of a chart or visit an actor sees, and users' current avatars.
 
 Every listing keeps to the actor's scope (a patient sees only their own chart and what is
-visible to them), orders newest first and writes its audit event. Offered through files.py,
-which the doors call.
+visible to them), orders newest first (or as a ListQuery asks) and writes its audit event.
+A ListQuery narrows a chart's listing within that scope: words (search_index.matches), type,
+category, who uploaded it, dates. Offered through files.py, which the doors call.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import joinedload
 
 from app.errors import NotFound
 from app.extensions import db
 from app.models import Action, Category, StoredFile, TargetType, User, Visit
-from app.services import access, audit
+from app.services import access, audit, search_index, validation
 from app.services.audit import Origin
 from app.services.paging import Page, paginate
 from app.services.targets import Target
+
+
+class Sort(StrEnum):
+    """A listing's order; every one ends with the id, so pages never overlap or skip a row."""
+
+    NEWEST = "newest"
+    OLDEST = "oldest"
+    NAME = "name"
+    NAME_DESC = "-name"
+    SIZE = "size"  # smallest first
+    SIZE_DESC = "-size"
+
+
+class Kind(StrEnum):
+    """A family of file types, as people name them."""
+
+    PDF = "pdf"
+    IMAGE = "image"
+    DOCUMENT = "document"  # Word
+    SPREADSHEET = "spreadsheet"  # Excel and CSV
+    TEXT = "text"
+
+
+KIND_TYPES: dict[Kind, tuple[str, ...]] = {
+    Kind.PDF: (validation.PDF,),
+    Kind.IMAGE: (validation.PNG, validation.JPEG, validation.HEIC),
+    Kind.DOCUMENT: (validation.DOCX,),
+    Kind.SPREADSHEET: (validation.XLSX, validation.CSV),
+    Kind.TEXT: (validation.TEXT,),
+}
+
+
+class Source(StrEnum):
+    """Who put a file in the chart, as its patient sees it."""
+
+    ME = "me"  # the actor uploaded it
+    TEAM = "team"  # the care team did (anyone but the chart's patient)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What a listing is narrowed to and how it is ordered; every field optional.
+
+    q: words (search_index.words); a file matches when its name or its text holds them all.
+    since, until: days (UTC, both included) the file was uploaded on.
+    """
+
+    q: str = ""
+    kind: Kind | None = None
+    category: Category | None = None
+    source: Source | None = None
+    since: date | None = None
+    until: date | None = None
+    sort: Sort = Sort.NEWEST
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return search_index.words(self.q)
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether anything but the order is asked for (the page then says "N results")."""
+        return bool(self.terms or self.kind or self.category or self.source or self.since or self.until)
+
+    def detail(self) -> dict[str, Any]:
+        """What was asked, for the listing's audit event (only the fields given)."""
+        asked = {"q": " ".join(self.terms) or None, "kind": self.kind, "category": self.category,
+                 "source": self.source, "since": self.since.isoformat() if self.since else None,
+                 "until": self.until.isoformat() if self.until else None,
+                 "sort": self.sort if self.sort != Sort.NEWEST else None}
+        return {k: str(v) for k, v in asked.items() if v}
 
 
 def _live() -> Select:
@@ -27,7 +102,7 @@ def _live() -> Select:
 
 def list_files(actor: User, target: Target | None = None, category: Category | None = None,
                include_shared: bool = False, page: int = 1, per_page: int | None = None,
-               origin: Origin | None = None) -> Page:
+               origin: Origin | None = None, query: ListQuery | None = None) -> Page:
     """The files of one chart (or one visit) that the actor may see, newest first.
 
     Args:
@@ -36,14 +111,42 @@ def list_files(actor: User, target: Target | None = None, category: Category | N
         include_shared: also the visit attachments and consents staff made visible to this
             patient (wherever they are filed).
         page, per_page: 1-based page; per_page defaults to API_PAGE_SIZE, capped at the max.
+        query: narrows the listing further (words, type, category, source, dates) and says
+            its order; within the same scope, so a search never finds (or counts) a file the
+            actor could not list. Recorded in the audit event.
     Raises:
         NotFound: the chart is outside the actor's reach.
     """
-    query = _listing(actor, target or Target.chart(actor), category, include_shared)
-    listing = paginate(query, page, _page_size(per_page), *_NEWEST_FIRST)
-    _audit_listing(actor, origin, target or Target.chart(actor), len(listing.items), total=listing.total,
-                   page=listing.page, category=category.value if category else None)
+    chart = target or Target.chart(actor)
+    select_ = _listing(actor, chart, category, include_shared)
+    if query is not None:
+        select_ = select_.where(*_narrowing(actor, chart, query))
+    listing = paginate(select_, page, _page_size(per_page), *_ORDERS[query.sort if query else Sort.NEWEST])
+    extra = {"query": query.detail()} if query is not None and query.detail() else {}
+    _audit_listing(actor, origin, chart, len(listing.items), total=listing.total,
+                   page=listing.page, category=category.value if category else None, **extra)
     return listing
+
+
+def _narrowing(actor: User, chart: Target, query: ListQuery) -> list[ColumnElement[bool]]:
+    """The conditions a ListQuery adds to a listing."""
+    conditions: list[ColumnElement[bool]] = []
+    if query.terms:
+        conditions.append(search_index.matches(query.terms))
+    if query.kind is not None:
+        conditions.append(StoredFile.media_type.in_(KIND_TYPES[query.kind]))
+    if query.category is not None:
+        conditions.append(StoredFile.category == query.category.value)
+    if query.source == Source.ME:
+        conditions.append(StoredFile.creator_id == actor.id)
+    elif query.source == Source.TEAM:
+        patient_id = chart.patient.id if chart.patient is not None else actor.id
+        conditions.append(StoredFile.creator_id != patient_id)
+    if query.since is not None:
+        conditions.append(StoredFile.created_at >= datetime.combine(query.since, time.min, UTC))
+    if query.until is not None:
+        conditions.append(StoredFile.created_at < datetime.combine(query.until + timedelta(days=1), time.min, UTC))
+    return conditions
 
 
 def _audit_listing(actor: User, origin: Origin | None, target: Target, count: int, **detail: Any) -> None:
@@ -90,6 +193,14 @@ def list_visits_with_files(actor: User, patient: User,
 
 
 _NEWEST_FIRST = (StoredFile.created_at.desc(), StoredFile.id.desc())
+_ORDERS = {
+    Sort.NEWEST: _NEWEST_FIRST,
+    Sort.OLDEST: (StoredFile.created_at.asc(), StoredFile.id.asc()),
+    Sort.NAME: (func.lower(StoredFile.name).asc(), StoredFile.id.asc()),
+    Sort.NAME_DESC: (func.lower(StoredFile.name).desc(), StoredFile.id.desc()),
+    Sort.SIZE: (StoredFile.size.asc(), StoredFile.id.asc()),
+    Sort.SIZE_DESC: (StoredFile.size.desc(), StoredFile.id.desc()),
+}
 
 
 def _listing(actor: User, target: Target, category: Category | None, include_shared: bool) -> Select:

@@ -23,7 +23,7 @@ from app.errors import BadRequest, CannotReceive, InvalidUpload, TooLarge
 from app.extensions import db
 from app.models import Action, Category, Role, StoredFile, TargetType, User
 from app.models.base import utcnow
-from app.services import access, audit, scrub, transaction
+from app.services import access, audit, scrub, search_index, text_extract, transaction
 from app.services.audit import Origin
 from app.services.spool import digests_and_size, spool
 from app.services.spool import folder as spool_folder
@@ -124,6 +124,7 @@ class Received:
     backend: str
     key: str
     sha1: str | None = None  # hex; what FHIR's Attachment.hash carries (base64 there)
+    text: str | None = None  # the words inside it, for search (text_extract.py)
 
 
 def receive(stream: IO[bytes], filename: str | None, category: Category = Category.USER_DOCUMENT, *,
@@ -140,7 +141,12 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
     accepted = frozenset(accept if accept is not None else TYPES) & narrowed
     with spool(stream, config["UPLOAD_MAX_BYTES"], spool_folder()) as spooled:
         name = clean_name(filename)
-        found = inspect_file(spooled.path, name, Limits.from_config(config), accept=accepted, purpose=purpose)
+        limits = Limits.from_config(config)
+        budget = limits.budget()
+        found = inspect_file(spooled.path, name, limits, accept=accepted, purpose=purpose, budget=budget)
+        # Within the same clock and gate; a file whose text cannot be read is still uploaded.
+        text = text_extract.extract(spooled.path, found.media_type, limits, budget,
+                                    config["SEARCH_TEXT_MAX_CHARS"])
         if not name or (add_extension and not name_extension(name)):
             name = f"{name or 'upload'}.{found.ext}"
         try:
@@ -165,7 +171,7 @@ def receive(stream: IO[bytes], filename: str | None, category: Category = Catego
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(cleaned)
     transaction.track_blob(key)
-    return Received(name, found, size, sha256, storage.name, key, sha1)
+    return Received(name, found, size, sha256, storage.name, key, sha1, text)
 
 
 def record(actor: User, origin: Origin, received: Received, category: Category, target: Target) -> StoredFile:
@@ -196,6 +202,8 @@ def record(actor: User, origin: Origin, received: Received, category: Category, 
         _retire_avatars(actor, origin, target.patient, now)
     db.session.add(row)
     db.session.flush()
+    if received.text:
+        search_index.add_text(row, received.text)
     audit.record(Action.UPLOAD, origin, actor=actor, file=row, name=row.name, size=row.size)
     return row
 

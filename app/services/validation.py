@@ -222,7 +222,7 @@ def _accepted_sentence() -> str:
 
 
 def inspect_file(path: str, name: str, limits: Limits, accept: Collection[str] | None = None,
-                 purpose: str = "") -> Inspection:
+                 purpose: str = "", budget: decoders.Budget | None = None) -> Inspection:
     """Check the spooled upload at `path`, named `name`, and say what it is.
 
     Args:
@@ -230,13 +230,15 @@ def inspect_file(path: str, name: str, limits: Limits, accept: Collection[str] |
             refused from its first bytes, before any parser runs (a ZIP not named .docx or
             .xlsx is read first, to tell which it is).
         purpose: the sentence that says what is accepted, for that refusal.
+        budget: the upload's clock, when the caller goes on to do more within it (its text
+            for search); a new one from `limits` when None.
     Raises:
         InvalidUpload: empty, of a type not accepted, contradicting its name, damaged,
             encrypted, too many pixels or pages, a ZIP bomb, not UTF-8 text, or taking
             longer than limits.validation_timeout to check; always in plain words.
         ServerBusy: every decoder slot of this process stayed busy (503, retry shortly).
     """
-    budget = limits.budget()
+    budget = budget or limits.budget()
     if os.path.getsize(path) == 0:
         raise InvalidUpload(gettext("The file is empty; check that you chose the right file and upload it again."))
     with open(path, "rb") as fh:

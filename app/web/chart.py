@@ -10,7 +10,7 @@ from app.models import Category, TargetType
 from app.services import accounts, directory, files
 from app.services import visits as visit_service  # (the page `visits` below takes the name)
 from app.services.files import Target
-from app.web import display
+from app.web import display, toolbar
 from app.web.display import preload_avatars
 from app.web.documents import page_size, upload_form, visit_groups
 from app.web.forms import ConfirmForm, VisitForm
@@ -42,10 +42,12 @@ def documents(patient_id: int):
     patient = _patient(patient_id)
     if patient.id == current_user.id:
         return redirect(url_for("documents.index"))
+    bar = toolbar.read(request.args)
     listing = files.list_files(current_user, Target.chart(patient), Category.USER_DOCUMENT,
-                               include_shared=True, page=page_number(), per_page=page_size(), origin=g.origin)
+                               include_shared=True, page=page_number(), per_page=page_size(), origin=g.origin,
+                               query=bar.query)
     return render_template(
-        "chart_documents.html", patient=patient, listing=listing, tab="documents",
+        "chart_documents.html", patient=patient, listing=listing, tab="documents", bar=bar,
         upload=upload_form(Category.USER_DOCUMENT, TargetType.USER, patient.id),
     )
 

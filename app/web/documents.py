@@ -16,6 +16,7 @@ from app.models import Action, Category, TargetType
 from app.services import audit, files
 from app.services.files import Target
 from app.services.paging import Page
+from app.web import toolbar
 from app.web.display import needs_reason
 from app.web.forms import ConfirmForm, DeleteForm, RenameForm, UploadForm, VisibilityForm
 from app.web.navigation import back, here, page_number, safe_next
@@ -50,13 +51,16 @@ def page_size() -> int:
 @bp.get("/documents")
 @login_required
 def index():
-    """A patient's documents and what their care team made visible to them, newest first."""
+    """A patient's documents and what their care team made visible to them, newest first;
+    the toolbar searches, filters and sorts them (its state in the query string)."""
     if current_user.is_staff:
         return redirect(url_for("chart.patients"))
+    bar = toolbar.read(request.args, source=True)
     listing = files.list_files(current_user, Target.chart(current_user), Category.USER_DOCUMENT,
-                               include_shared=True, page=page_number(), per_page=page_size(), origin=g.origin)
+                               include_shared=True, page=page_number(), per_page=page_size(), origin=g.origin,
+                               query=bar.query)
     return render_template(
-        "documents.html", listing=listing, tab="documents",
+        "documents.html", listing=listing, tab="documents", bar=bar,
         upload=upload_form(Category.USER_DOCUMENT, TargetType.USER, current_user.id),
     )
 

@@ -94,7 +94,8 @@ def list_files():
     include_shared = "include_shared" in request.args and params.flag(request.args.get("include_shared"))
     page = files.list_files(g.actor, chart, category, include_shared,
                             page=params.positive(request.args.get("page"), "page") or 1,
-                            per_page=params.positive(request.args.get("per_page"), "per_page"), origin=g.origin)
+                            per_page=params.positive(request.args.get("per_page"), "per_page"), origin=g.origin,
+                            query=list_query())
     resp = jsonify(data=[file_json(row, g.actor) for row in page.items])
     resp.headers["X-Total-Count"] = str(page.total)
     resp.headers["X-Page"], resp.headers["X-Per-Page"] = str(page.page), str(page.per_page)
@@ -102,6 +103,20 @@ def list_files():
         args: dict[str, Any] = request.args.to_dict() | {"page": page.page + 1, "per_page": page.per_page}
         resp.headers["Link"] = f'<{external_url("vsee.list_files", **args)}>; rel="next"'
     return resp
+
+
+def list_query() -> files.ListQuery | None:
+    """`q` (words in the name or inside the file) and `sort`, when given (None: VSee's own
+    listing, unchanged). Raises BadRequest for an unknown sort."""
+    q, sort = request.args.get("q"), request.args.get("sort")
+    if q is None and sort is None:
+        return None
+    try:
+        order = files.Sort(sort) if sort else files.Sort.NEWEST
+    except ValueError:
+        raise BadRequest(f"Unknown sort {(sort or '')[:40]!r}; use one of: {', '.join(s.value for s in files.Sort)}.") \
+            from None
+    return files.ListQuery(q=q or "", sort=order)
 
 
 @bp.get("/files/export")
