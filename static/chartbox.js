@@ -183,6 +183,7 @@
           var replacement = region.id && fresh.getElementById(region.id);
           if (replacement) region.replaceWith(document.importNode(replacement, true));
         });
+        enhanceMenus(document);
       });
   }
 
@@ -230,18 +231,25 @@
   }
 
   function setUpUploads() {
+    // Every panel on the page (a visit group has one each), and each of its inputs: the chooser
+    // and, on phones, "Take photo" feed the same queue.
     document.querySelectorAll("form.js-upload").forEach(function (form) {
-      var input = form.querySelector('input[type="file"]');
+      var inputs = Array.prototype.slice.call(form.querySelectorAll('input[type="file"]'));
+      var input = inputs[0];
       var zone = form.querySelector(".dropzone");
-      input.addEventListener("change", function () {
-        var chosen = Array.prototype.slice.call(input.files);
-        input.value = "";
-        uploadFiles(form, chosen);
+      inputs.forEach(function (each) {
+        each.addEventListener("change", function () {
+          var chosen = Array.prototype.slice.call(each.files);
+          each.value = "";
+          uploadFiles(form, chosen);
+        });
       });
       form.addEventListener("submit", function (event) {
         event.preventDefault();
-        uploadFiles(form, Array.prototype.slice.call(input.files));
-        input.value = "";
+        inputs.forEach(function (each) {
+          uploadFiles(form, Array.prototype.slice.call(each.files));
+          each.value = "";
+        });
       });
       ["dragenter", "dragover"].forEach(function (type) {
         zone.addEventListener(type, function (event) {
@@ -453,11 +461,16 @@
   function setUpConfirm() {
     var dialog = document.getElementById("confirm");
     if (!dialog || typeof dialog.showModal !== "function") return;
+    var from = null, sent = false;
     document.getElementById("confirm-cancel").addEventListener("click", function () { dialog.close(); });
+    document.getElementById("confirm-form").addEventListener("submit", function () { sent = true; });
+    dialog.addEventListener("close", function () { if (!sent) focusRow(from); });  // Cancel or Escape
     document.addEventListener("click", function (event) {
       var link = event.target.closest && event.target.closest("[data-confirm-delete]");
       if (!link) return;
       event.preventDefault();
+      from = link.closest(".file");
+      sent = false;
       document.getElementById("confirm-form").action = link.dataset.action;
       document.getElementById("confirm-next").value = window.location.pathname + window.location.search;
       document.getElementById("confirm-title").textContent = t("Delete “%(name)s”?", { name: link.dataset.name });
@@ -490,9 +503,162 @@
       }
     }, true);
     document.addEventListener("keydown", function (event) {
-      if (event.key !== "Escape") return;
+      if (event.key !== "Escape" || document.querySelector("dialog[open]")) return;
       var open = document.querySelector("details.rename[open]");
-      if (open) { open.open = false; open.querySelector("summary").focus(); }
+      if (open) closeRename(open);
+    });
+    document.addEventListener("click", function (event) {
+      var cancel = event.target.closest && event.target.closest("[data-rename-cancel]");
+      if (cancel) closeRename(cancel.closest("details.rename"));
+      var item = event.target.closest && event.target.closest("[data-rename]");
+      var rename = item && document.getElementById(item.dataset.rename);
+      if (rename) rename.open = true;  // the toggle listener above focuses the field
+    });
+  }
+
+  // With the script the popover opens from the menu (its summary is hidden): focus goes back there.
+  function closeRename(details) {
+    details.open = false;
+    var summary = details.querySelector("summary");
+    if (summary.offsetParent !== null) summary.focus();
+    else focusRow(details.closest(".file"));
+  }
+
+  // Back to the row acted on: its "⋯" button (what acted), else the row itself.
+  function focusRow(row) {
+    if (!row || !document.contains(row)) return;
+    (row.querySelector(".row-menu-button") || row).focus();
+  }
+
+  /* ---- Row menus: "⋯" holds a file's other actions (a <details> without the script) ---- */
+
+  function enhanceMenus(root) {
+    root.querySelectorAll("details.row-menu:not([data-menu])").forEach(function (menu) {
+      menu.setAttribute("data-menu", "");
+      var button = menu.querySelector("summary");
+      button.setAttribute("role", "button");
+      button.setAttribute("aria-haspopup", "menu");
+      button.setAttribute("aria-expanded", menu.open ? "true" : "false");
+      var list = menu.querySelector(".row-menu-list");
+      list.setAttribute("role", "menu");
+      list.querySelectorAll("li").forEach(function (li) { li.setAttribute("role", "none"); });
+      list.querySelectorAll(".row-menu-item").forEach(function (item) {
+        item.setAttribute("role", "menuitem");
+        item.tabIndex = -1;  // the arrows move between items; Tab leaves the menu
+      });
+    });
+  }
+
+  function menuItems(menu) {
+    return Array.prototype.filter.call(menu.querySelectorAll(".row-menu-item"),
+      function (item) { return item.offsetParent !== null; });
+  }
+
+  function openMenu(menu, last) {
+    closeMenus(menu);
+    menu.open = true;
+    menu.querySelector("summary").setAttribute("aria-expanded", "true");
+    var items = menuItems(menu);
+    if (items.length) items[last ? items.length - 1 : 0].focus();
+  }
+
+  function closeMenu(menu, refocus) {
+    menu.open = false;
+    var button = menu.querySelector("summary");
+    button.setAttribute("aria-expanded", "false");
+    if (refocus) button.focus();
+  }
+
+  function closeMenus(except) {
+    document.querySelectorAll("details.row-menu[open]").forEach(function (menu) {
+      if (menu !== except) closeMenu(menu, false);
+    });
+  }
+
+  function setUpMenus() {
+    enhanceMenus(document);
+    document.addEventListener("click", function (event) {
+      var target = event.target.closest ? event.target : null;
+      var button = target && target.closest(".row-menu > summary");
+      if (button) {  // Enter and Space on the button come here too
+        event.preventDefault();
+        var menu = button.parentNode;
+        if (menu.open) closeMenu(menu, true); else openMenu(menu, false);
+        return;
+      }
+      var item = target && target.closest(".row-menu-item");
+      if (item) { closeMenu(item.closest(".row-menu"), false); return; }  // then the item acts
+      if (!target || !target.closest(".row-menu[open]")) closeMenus(null);  // a click elsewhere
+    });
+    document.addEventListener("keydown", function (event) {
+      var target = event.target;
+      if (!target.closest) return;
+      var menu = target.closest(".row-menu");
+      if (!menu) return;
+      var onButton = target.matches(".row-menu > summary");
+      if (onButton && (event.key === "ArrowDown" || event.key === "ArrowUp")) {
+        openMenu(menu, event.key === "ArrowUp");
+        event.preventDefault();
+        return;
+      }
+      if (!menu.open) return;
+      var items = menuItems(menu), at = items.indexOf(target);
+      if (event.key === "Escape") {
+        closeMenu(menu, true);
+        event.preventDefault();
+        event.stopPropagation();
+      } else if (at >= 0 && (event.key === "ArrowDown" || event.key === "ArrowUp")) {
+        items[(at + (event.key === "ArrowDown" ? 1 : items.length - 1)) % items.length].focus();
+        event.preventDefault();
+      } else if (at >= 0 && (event.key === "Home" || event.key === "End")) {
+        items[event.key === "Home" ? 0 : items.length - 1].focus();
+        event.preventDefault();
+      } else if (at >= 0 && event.key === " " && target.tagName === "A") {
+        target.click();  // Space activates a menu item that is a link, as it does a button
+        event.preventDefault();
+      } else if (event.key === "Tab") {
+        closeMenu(menu, true);  // Tab moves on from the menu's button
+      }
+    });
+  }
+
+  /* ---- Details drawer: the file's details page, fetched into a side sheet ---- */
+
+  function setUpDrawer() {
+    var dialog = document.getElementById("drawer");
+    if (!dialog || typeof dialog.showModal !== "function") return;
+    var body = document.getElementById("drawer-body");
+    var from = null;
+    document.getElementById("drawer-close").addEventListener("click", function () { dialog.close(); });
+    dialog.addEventListener("click", function (event) { if (event.target === dialog) dialog.close(); });
+    dialog.addEventListener("close", function () { body.textContent = ""; focusRow(from); });
+    document.addEventListener("click", function (event) {
+      var link = event.target.closest && event.target.closest("[data-details]");
+      if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+      event.preventDefault();
+      from = link.closest(".file");
+      body.textContent = "";
+      body.appendChild(el("p", "muted", "Loading…"));
+      dialog.removeAttribute("aria-labelledby");
+      if (!dialog.open) dialog.showModal();
+      document.getElementById("drawer-close").focus();
+      fetch(link.href, { credentials: "same-origin", headers: { Accept: "text/html", "X-Chartbox-Partial": "details" } })
+        .then(function (resp) { if (!resp.ok) throw new Error(resp.status); return resp.text(); })
+        .then(function (html) {
+          var part = new DOMParser().parseFromString(html, "text/html").getElementById("file-details");
+          if (!part) throw new Error("no details");
+          body.textContent = "";
+          body.appendChild(document.importNode(part, true));
+          dialog.setAttribute("aria-labelledby", "details-title");
+        })
+        .catch(function () {
+          body.textContent = "";
+          var note = el("p", "", "The details could not be loaded here. ");
+          var page = el("a", "", "Open them as a page");
+          page.href = link.href;
+          note.appendChild(page);
+          body.appendChild(note);
+        });
     });
   }
 
@@ -501,7 +667,10 @@
     var id = window.location.hash.slice(1);
     if (id.indexOf("file-") !== 0) return;
     var target = document.getElementById(id);
-    if (target) target.focus();
+    if (target) { target.focus(); return; }
+    // Not on this page (restored from Recently deleted): the message saying where it went.
+    var said = document.querySelector(".flashes .flash-success");
+    if (said) { said.tabIndex = -1; said.focus(); }
   }
 
   // A modal dialog keeps Tab and Shift+Tab inside it, wrapping at either end.
@@ -531,6 +700,8 @@
     setUpViewer();
     setUpConfirm();
     setUpDetails();
+    setUpMenus();
+    setUpDrawer();
     trapFocusInDialogs();
     focusTheRowActedOn();
   });

@@ -99,7 +99,7 @@ def test_chart_tabs_and_provider_actions(make_page_client, make_file, make_visit
     token = client.csrf(f"/patients/{alice.id}")
     resp = client.post(f"/documents/{attachment.public_id}/visibility",
                        data={"csrf_token": token, "visible": "y", "next": f"/patients/{alice.id}/visits"})
-    assert resp.status_code == 303 and resp.location == f"/patients/{alice.id}/visits"
+    assert resp.status_code == 303 and resp.location == f"/patients/{alice.id}/visits#file-{attachment.public_id}"  # focus returns to the row
     assert db.session.get(StoredFile, attachment.id).visible is True
     assert "“scan.png” is now visible to Alice Moreno." in client.get(resp.location).get_data(as_text=True)
     assert "scan.png" in patient.get("/documents/visits").get_data(as_text=True)

@@ -1,4 +1,5 @@
 """Patients' pages through the test client: listing, uploads, rename, delete, avatar, access."""
+import html
 import io
 import re
 
@@ -7,9 +8,10 @@ from conftest import blobs, sample
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Category, Role, StoredFile
+from app.models import AuditEvent, Category, Role, StoredFile
 from app.services import files
 from app.services.audit import Origin
+from app.web import display
 
 
 def _files(client, *names, category="user_document", target_type="user", target_id="", token=None,
@@ -276,3 +278,114 @@ def test_text_and_csv_open_in_the_viewer_and_office_files_download(make_page_cli
     kinds = dict(re.findall(r'data-kind="(\w+)"[^>]*data-name="([^"]+)"', page)[i][::-1] for i in range(3))
     assert kinds == {"vitals.csv": "csv", "notes.txt": "text", "letter.pdf": "pdf"}
     assert 'data-kind="None"' not in page and page.count("data-viewer data-kind") == 3  # not the Word file
+
+
+# -- a file's row, its details and its thumbnails --------------------------------------------------
+
+def _item(page: str, row) -> str:
+    item = page[page.index(f'data-file-id="{row.public_id}"'):]
+    return item[:item.index("\n</li>")]  # the row's own end (its menu's items end in </li> too)
+
+
+def test_a_row_offers_download_first_and_the_rest_in_a_menu_that_works_without_a_script(
+        make_page_client, make_user, make_file):
+    alice = make_user()
+    row = make_file(alice, "letter.pdf")
+    item = html.unescape(_item(make_page_client(alice).get("/documents").get_data(as_text=True), row))
+    actions = item[item.index('class="file-actions"'):]
+    assert re.search(r'<a class="btn btn-small file-download" href="[^"]+&download=1"', actions)
+    assert actions.index("file-download") < actions.index('<details class="row-menu">')  # the one primary action
+    menu = actions[actions.index('<details class="row-menu">'):actions.index("</details>")]
+    # Plain links and forms inside a <details>: each works with scripts off.
+    assert f'href="/documents/{row.public_id}/details?next=/documents"' in menu
+    assert f'href="/documents/{row.public_id}/delete?next=/documents"' in menu and "data-confirm-delete" in menu
+    assert 'aria-label="More actions for letter.pdf"' in menu
+    # Rename: its own disclosure beside the menu (the script opens it from the menu instead).
+    assert f'<details class="rename" id="rename-{row.public_id}">' in actions
+    assert re.search(r'<summary class="btn btn-small btn-ghost nojs-only" aria-label="Rename letter.pdf">', actions)
+
+
+def test_staff_toggle_visibility_from_the_menu_and_patients_never_see_it(make_page_client, make_user, make_file,
+                                                                        make_visit):
+    alice, provider = make_user(), make_user("provider")
+    row = make_file(provider, "photo.jpg", visit=make_visit(alice), category=Category.INTAKE_ATTACHMENT)
+    staff = _item(make_page_client(provider).get(f"/patients/{alice.id}/visits").get_data(as_text=True), row)
+    menu = staff[staff.index('<details class="row-menu">'):]
+    assert f'action="/documents/{row.public_id}/visibility"' in menu and "Make visible to patient" in menu
+    files.set_visible(provider, Origin.cli(), row.public_id, True)
+    mine = _item(make_page_client(alice).get("/documents/visits").get_data(as_text=True), row)
+    assert "/visibility" not in mine and "/delete" not in mine and "/details" in mine
+
+
+def test_thumbnails_come_from_the_stored_rendition_sizes_with_a_srcset(app, make_page_client, make_user, make_file):
+    alice = make_user()
+    pdf, photo = make_file(alice, "letter.pdf"), make_file(alice, "photo.jpg")
+    page = html.unescape(make_page_client(alice).get("/documents").get_data(as_text=True))
+    assert set(display.THUMB_SIDES) <= set(app.config["RENDITION_SIZES"])  # served as stored, never downscaled
+    for row, preview in ((pdf, "&preview=1"), (photo, "")):
+        img = re.search(r'<img class="thumb[^"]*" src="([^"]+)" srcset="([^"]+)"\s+sizes="([^"]+)"[^>]*width="96"',
+                        _item(page, row))
+        assert img, _item(page, row)
+        assert img[1].endswith("size=128x128" + preview)
+        offered = [c.rsplit(" ", 1) for c in img[2].split(", ")]
+        assert [w for _, w in offered] == ["128w", "320w", "640w"]
+        assert all(url.endswith(f"size={w[:-1]}x{w[:-1]}{preview}") for url, w in offered)
+        assert img[3] == "auto, 96px"  # a grid card's larger box picks a larger one
+
+
+def test_the_details_page_shows_what_the_file_is_and_who_opened_it(make_page_client, make_user, make_file):
+    alice, provider = make_user(full_name="Alice Moreno"), make_user("provider", full_name="Dr. Ana Rivera")
+    row = make_file(provider, "letter.pdf", patient=alice)
+    files.rename(provider, Origin.cli(), row.public_id, "Referral", keep_extension=True)
+    client = make_page_client(alice)
+    resp = client.get(f"/documents/{row.public_id}/details?next=/documents")
+    page = html.unescape(resp.get_data(as_text=True))
+    assert resp.status_code == 200 and "<h1" in page and "X-Chartbox-Partial" in resp.headers["Vary"]
+    for said in ("Referral.pdf", "PDF document", "Pages</dt><dd>2", "Uploaded by</dt><dd>Dr. Ana Rivera",
+                 "Version</dt><dd>", "2, last changed", " UTC</time>", "You and your care team", "renamed",
+                 "Dr. Ana Rivera <span class=\"muted\">(care team)</span>"):
+        assert said in page, said
+    assert f'href="/documents#file-{row.public_id}"' in page  # Back returns to the row
+    # The drawer asks for the same part alone; the old address still answers with the page.
+    part = client.get(f"/documents/{row.public_id}/details", headers={"X-Chartbox-Partial": "details"})
+    body = part.get_data(as_text=True)
+    assert body.strip().startswith("<section") and "<h2" in body
+    assert "<html" not in body and "Who opened it" in body
+    old = client.get(f"/documents/{row.public_id}/history")
+    assert old.status_code == 200 and "Who opened it" in old.get_data(as_text=True)
+
+
+def test_details_follow_the_files_view_rules(make_page_client, make_user, make_file, make_visit):
+    alice, stranger, provider = make_user(), make_user(), make_user("provider")
+    row = make_file(alice, "notes.txt")
+    hidden = make_file(provider, "photo.jpg", visit=make_visit(alice), category=Category.INTAKE_ATTACHMENT)
+    for who, file_id in ((stranger, row.public_id), (alice, hidden.public_id), (alice, "no-such-file")):
+        for headers in ({}, {"X-Chartbox-Partial": "details"}):
+            resp = make_page_client(who).get(f"/documents/{file_id}/details", headers=headers)
+            assert resp.status_code == 404
+    # Refusals are audited, as the history page's were, naming the file and who asked.
+    refused = db.session.scalars(select(AuditEvent).where(AuditEvent.outcome == "refused",
+                                                          AuditEvent.file_id == row.id)).all()
+    assert [e.actor_id for e in refused] == [stranger.id, stranger.id]
+    staff = html.unescape(make_page_client(provider).get(f"/documents/{hidden.public_id}/details").get_data(as_text=True))
+    assert "Size in pixels</dt><dd>640 × 480" in staff and "The care team only (hidden from the patient)" in staff
+    assert "Version</dt><dd>1 (as uploaded)" in staff.replace("\n", "").replace("      ", "")
+
+
+def test_restore_and_visibility_come_back_to_the_row(make_page_client, make_user, make_file):
+    alice = make_user()
+    row = make_file(alice, "notes.txt")
+    files.delete(alice, Origin.cli(), row.public_id)
+    client = make_page_client(alice)
+    resp = client.post(f"/documents/{row.public_id}/restore",
+                       data={"csrf_token": client.csrf("/documents/trash"), "next": "/documents"})
+    assert resp.status_code == 303 and resp.location == f"/documents#file-{row.public_id}"
+
+
+def test_upload_panels_offer_the_camera_except_for_a_profile_picture(make_page_client, make_user):
+    client = make_page_client(make_user())
+    page = client.get("/documents").get_data(as_text=True)
+    assert re.search(r'<input class="dz-input dz-camera-input" id="camera-[^"]+" type="file" name="files" '
+                     r'accept="image/\*,\.heic,\.heif" capture="environment">', page)
+    assert "Take photo" in page
+    assert "capture=" not in client.get("/profile").get_data(as_text=True)

@@ -25,7 +25,11 @@ from app.web.script_strings import script_catalogue
 
 # Boxes the pages ask for: each a stored rendition size (RENDITION_SIZES), so a page is always
 # answered from the cache as it is, never by a downscale.
-THUMB_BOX = "128x128"  # shown at 64 CSS px: sharp on 2x screens
+THUMB_BOX = "128x128"  # a row's thumbnail (shown at 96 CSS px); the grid's cards pick larger
+# The sides a thumbnail's srcset offers (`w` descriptors): the browser takes the smallest that
+# covers the box it lays the image out in (`sizes="auto"`), so a 96 px row thumbnail on a 2x
+# screen loads 320 and a grid card 640, each a stored rendition as it is.
+THUMB_SIDES = (128, 320, 640)
 AVATAR_BOX = "128x128"  # shown at 32-96 CSS px; one rendition with the thumbnail
 PAGE_BOX = "1280x1280"  # the in-page viewer's PDF pages (static/chartbox.js says the same)
 VIEWER_PAGES = 20  # the in-page viewer shows at most this many PDF pages
@@ -109,6 +113,15 @@ def thumb_url(row: StoredFile) -> str | None:
     if row.is_pdf:
         return view_url(row, _viewer(), size=THUMB_BOX, preview=1)
     return None
+
+
+def thumb_srcset(row: StoredFile) -> str | None:
+    """The thumbnail at each of THUMB_SIDES, for `srcset`; None where thumb_url is None."""
+    if row.media_type not in IMAGES and not row.is_pdf:
+        return None
+    preview = 1 if row.is_pdf else None
+    return ", ".join(f"{view_url(row, _viewer(), size=f'{side}x{side}', preview=preview)} {side}w"
+                     for side in THUMB_SIDES)
 
 
 def open_url(row: StoredFile) -> str:
@@ -214,6 +227,7 @@ def register_display(app: Flask) -> None:
     app.jinja_env.filters.update(human_size=human_size, human_date=human_date, human_datetime=human_datetime, iso=iso)
     app.jinja_env.globals.update(
         file_kind=kind, type_name=type_name, name_parts=name_parts, viewer_kind=viewer_kind, thumb_url=thumb_url,
+        thumb_srcset=thumb_srcset,
         open_url=open_url, download_url=download_url, jpeg_download_url=jpeg_download_url, viewable=viewable,
         can=can, uploader=uploader,
         initials=initials, avatar_url=avatar_url, needs_reason=needs_reason, viewer_is_staff=viewer_is_staff,

@@ -5,7 +5,7 @@ access rules (who may see, rename, delete or share) are the service's, never dec
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import current_user, login_required
 
@@ -152,13 +152,26 @@ def delete(file_id: str):
     return back(form.next.data)
 
 
-@bp.get("/documents/<file_id>/history")
+#: The header chartbox.js sends for the details drawer: the view answers with its part alone.
+PARTIAL = "X-Chartbox-Partial"
+
+
+@bp.get("/documents/<file_id>/details")
+@bp.get("/documents/<file_id>/history", endpoint="history")  # the address it had before
 @login_required
-def history(file_id: str):
-    """The file's access history: who opened, downloaded or changed it, and when."""
+def details(file_id: str):
+    """A file's details and access history (who opened, downloaded or changed it, and when):
+    a page, or its part alone for the drawer."""
     row = files.get_file(current_user, file_id)
-    return render_template("history.html", row=row, entries=audit.access_history(row, current_user),
-                           back=safe_next(request.args.get("next")) or None)
+    entries = audit.access_history(row, current_user)
+    if request.headers.get(PARTIAL) == "details":
+        resp = make_response(render_template("_file_details.html", row=row, entries=entries, heading="h2"))
+    else:
+        back_to = safe_next(request.args.get("next"))  # Back returns to the row (focused there)
+        back_url = f"{back_to.split('#', 1)[0]}#file-{row.public_id}" if back_to else None
+        resp = make_response(render_template("details.html", row=row, entries=entries, back=back_url))
+    resp.vary.add(PARTIAL)  # one address, two bodies: no cache may swap them
+    return resp
 
 
 @bp.post("/documents/<file_id>/restore")
@@ -168,7 +181,7 @@ def restore(file_id: str):
     form = ConfirmForm()
     row = files.restore(g.origin, file_id, actor=current_user)
     flash(gettext("Restored “%(name)s”.", name=row.name), "success")
-    return back(form.next.data)
+    return back(form.next.data, fragment=f"file-{row.public_id}")  # focus returns to it (if listed)
 
 
 @bp.get("/documents/trash")
@@ -190,7 +203,7 @@ def visibility(file_id: str):
     who = row.patient.full_name if row.patient else gettext("the patient")
     flash(gettext("“%(name)s” is now visible to %(who)s.", name=row.name, who=who) if row.visible
           else gettext("“%(name)s” is hidden from %(who)s.", name=row.name, who=who), "success")
-    return back(form.next.data)
+    return back(form.next.data, fragment=f"file-{row.public_id}")
 
 
 @bp.get("/profile")

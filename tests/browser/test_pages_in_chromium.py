@@ -133,6 +133,12 @@ def row(page, name: str):
     return page.locator("li.file", has=page.locator(".file-name", has_text=re.compile(f"^{re.escape(name)}$")))
 
 
+def from_menu(file_row, item: str):
+    """Open a row's "⋯" menu and choose `item` (a menu item's accessible name, or a pattern)."""
+    file_row.locator(".row-menu-button").click()
+    file_row.get_by_role("menuitem", name=item).click()
+
+
 def wait_until(page, script: str) -> None:
     """Poll a JS expression until it is true (wait_for_function would need 'unsafe-eval' under our CSP)."""
     deadline = time.monotonic() + TIMEOUT / 1000
@@ -187,7 +193,7 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     shot(page, "02-patient-documents")
 
     photo = row(page, "photo.jpg")
-    photo.get_by_text("Rename").click()
+    from_menu(photo, "Rename")
     # The page focuses the field and selects the stem once the form opens; let it, or that
     # selection can land mid-fill. The field holds the stem; ".jpg" stays beside it.
     wait_until(page, "document.activeElement && document.activeElement.name === 'name'")
@@ -242,7 +248,7 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     page.keyboard.press("Escape")
     viewer.wait_for(state="hidden")
 
-    row(page, "beach-photo.jpg").get_by_text("Delete").click()
+    from_menu(row(page, "beach-photo.jpg"), "Delete beach-photo.jpg")
     dialog = page.locator("#confirm")
     dialog.wait_for(state="visible")
     dialog.get_by_role("button", name="Delete").click()
@@ -256,7 +262,7 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     # On a phone the rename form stays on the screen, and an ending that would mislabel the
     # PDF is refused in plain words; without an ending the name keeps ".pdf".
     letter = row(page, "letter.pdf")
-    letter.get_by_text("Rename").click()
+    from_menu(letter, "Rename")
     wait_until(page, "document.activeElement && document.activeElement.name === 'name'")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "04b-rename-on-phone", full_page=False)
@@ -264,7 +270,7 @@ def test_patient_uploads_previews_renames_opens_and_deletes(page, live):
     letter.get_by_role("button", name="Save").click()
     page.get_by_text("would make it look like a Word document, but it is a PDF document").wait_for()
     letter = row(page, "letter.pdf")
-    letter.get_by_text("Rename").click()
+    from_menu(letter, "Rename")
     wait_until(page, "document.activeElement && document.activeElement.name === 'name'")
     letter.get_by_label("New name").fill("Referral letter")
     letter.get_by_role("button", name="Save").click()
@@ -293,7 +299,7 @@ def test_provider_finds_the_patient_and_shares_a_visit_attachment(page, live):
     page.get_by_role("link", name="Visits").click()
     attachment = row(page, "wound-scan.png")
     assert "Hidden from patient" in attachment.inner_text()
-    attachment.get_by_role("button", name=re.compile("Make visible to patient")).click()
+    from_menu(attachment, re.compile("Make visible to patient"))
     page.get_by_text("“wound-scan.png” is now visible to Alice Moreno.").wait_for()
     shot(page, "07-provider-chart-visits")
     sign_out(page)
@@ -340,11 +346,11 @@ def test_every_page_state_is_accessible(page, live):
         shot(page, name)
     page.goto(live.url + "/documents")
     first = page.locator("li.file").first
-    first.get_by_role("link", name=re.compile("^History of ")).click()
-    page.wait_for_url(re.compile(r"/history"))
+    page.goto(live.url + first.locator("a[data-details]").get_attribute("href"))  # the page itself (no drawer)
+    page.wait_for_url(re.compile(r"/details"))
     shot(page, "14-file-history")
     page.goto(live.url + "/documents")
-    row(page, "my-notes.txt").get_by_text("Delete").click()
+    from_menu(row(page, "my-notes.txt"), "Delete my-notes.txt")
     page.locator("#confirm").wait_for(state="visible")
     shot(page, "15-delete-dialog", full_page=False)
     page.get_by_role("button", name="Cancel").click()
