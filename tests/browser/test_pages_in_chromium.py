@@ -379,5 +379,5 @@ def test_pages_in_spanish_after_switching(page, live):
     shot(page, "21-trash-spanish")
     page.get_by_label("Idioma").select_option("en")  # bob back to English for the other tests
     page.get_by_role("button", name="Cambiar").click()
-    page.get_by_role("link", name="My documents").wait_for()
+    page.get_by_role("heading", name="My documents").wait_for()
     sign_out(page)
