@@ -21,7 +21,7 @@ from app.models.base import MAX_ID
 from app.services import access, audit
 from app.services.audit import Origin
 from app.services.files import find_file, get_file
-from app.services.listings import _visibility
+from app.services.listings import visible_to
 from app.services.paging import Page
 
 
@@ -81,7 +81,7 @@ def _search(actor: User, patient: User | None, query: DocumentQuery) -> Select:
     if patient is None or not _reaches(actor, patient):
         return select(StoredFile).where(false())
     statement = select(StoredFile).where(StoredFile.account_id == patient.account_id,
-                                         StoredFile.patient_id == patient.id, *_visibility(actor))
+                                         StoredFile.patient_id == patient.id, *visible_to(actor))
     states: list[ColumnElement[bool]] = []
     if query.current:
         states.append(StoredFile.deleted_at.is_(None))

@@ -177,7 +177,7 @@ def list_visits_with_files(actor: User, patient: User,
     if not access.in_scope(actor, patient.id, patient.account_id):
         raise NotFound("No such user.")
     on = and_(StoredFile.visit_id == Visit.id, StoredFile.target_type == TargetType.VISIT.value,
-              StoredFile.deleted_at.is_(None), *_visibility(actor))
+              StoredFile.deleted_at.is_(None), *visible_to(actor))
     rows = db.session.execute(
         select(Visit, StoredFile).outerjoin(StoredFile, on).where(Visit.patient_id == patient.id)
         .order_by(Visit.created_at.desc(), Visit.id.desc(), *_NEWEST_FIRST)
@@ -215,7 +215,7 @@ def _listing(actor: User, target: Target, category: Category | None, include_sha
             & StoredFile.category.in_([Category.INTAKE_ATTACHMENT.value, Category.USER_CONSENT.value]) \
             & (StoredFile.creator_id != target.patient.id)
         condition = or_(condition, released)
-    query = _live().where(StoredFile.account_id == target.account_id, condition, *_visibility(actor))
+    query = _live().where(StoredFile.account_id == target.account_id, condition, *visible_to(actor))
     if actor.is_patient:  # a patient sees their own chart only; avatars of others never
         query = query.where(StoredFile.patient_id == actor.id)
     # Each row names its visit (pages say "From visit: …", the API dialects give its id): loaded
@@ -223,7 +223,7 @@ def _listing(actor: User, target: Target, category: Category | None, include_sha
     return query.options(joinedload(StoredFile.visit))
 
 
-def _visibility(actor: User) -> tuple[ColumnElement[bool], ...]:
+def visible_to(actor: User) -> tuple[ColumnElement[bool], ...]:
     """What a listing adds for this actor: a patient never sees a file not visible to them."""
     return (StoredFile.visible.is_(True),) if actor.is_patient else ()
 
