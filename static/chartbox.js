@@ -638,7 +638,7 @@
       event.preventDefault();
       from = link.closest(".file");
       body.textContent = "";
-      body.appendChild(el("p", "muted", "Loading…"));
+      body.appendChild(el("p", "muted", t("Loading…")));
       dialog.removeAttribute("aria-labelledby");
       if (!dialog.open) dialog.showModal();
       document.getElementById("drawer-close").focus();
@@ -653,8 +653,8 @@
         })
         .catch(function () {
           body.textContent = "";
-          var note = el("p", "", "The details could not be loaded here. ");
-          var page = el("a", "", "Open them as a page");
+          var note = el("p", "", t("The details could not be loaded here.") + " ");
+          var page = el("a", "", t("Open them as a page"));
           page.href = link.href;
           note.appendChild(page);
           body.appendChild(note);

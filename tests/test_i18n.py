@@ -154,8 +154,8 @@ def test_dates_use_the_languages_month_names(make_page_client, make_user, make_f
     row = make_file(alice, "letter.pdf")
     client = make_page_client(alice)
     client.post("/language", data={"csrf_token": client.csrf("/documents"), "locale": "es", "next": "/"})
-    page = client.get(f"/documents/{row.public_id}/history").get_data(as_text=True)
-    assert "Quién abrió" in page
+    page = client.get(f"/documents/{row.public_id}/details").get_data(as_text=True)
+    assert "Quién lo abrió" in page
     with client.application.test_request_context(headers=ES):
         assert human_datetime(row.created_at).split()[1] != row.created_at.strftime("%b")
 

@@ -12,7 +12,9 @@ from datetime import date
 from typing import Any
 
 from flask import request, url_for
+from flask_babel import gettext
 
+from app.i18n import N_
 from app.models import Category
 from app.services.files import Kind, ListQuery, Sort, Source
 
@@ -20,13 +22,14 @@ from app.services.files import Kind, ListQuery, Sort, Source
 ARGS = ("q", "kind", "category", "source", "from", "to", "sort")
 VIEWS = ("list", "grid")
 
-KIND_LABELS = {Kind.PDF: "PDFs", Kind.IMAGE: "Images and photos", Kind.DOCUMENT: "Word documents",
-               Kind.SPREADSHEET: "Spreadsheets and CSV", Kind.TEXT: "Text files"}
-CATEGORY_LABELS = {Category.USER_DOCUMENT: "Documents", Category.INTAKE_ATTACHMENT: "Visit files",
-                   Category.USER_CONSENT: "Consent forms"}
-SORT_LABELS = {Sort.NEWEST: "Newest first", Sort.OLDEST: "Oldest first", Sort.NAME: "Name A–Z",
-               Sort.NAME_DESC: "Name Z–A", Sort.SIZE: "Smallest first", Sort.SIZE_DESC: "Largest first"}
-SOURCE_LABELS = {Source.ME: "Uploaded by me", Source.TEAM: "From my care team"}
+# English here (marked for the catalogue); `Toolbar.labels` translates them for the request.
+KIND_LABELS = {Kind.PDF: N_("PDFs"), Kind.IMAGE: N_("Images and photos"), Kind.DOCUMENT: N_("Word documents"),
+               Kind.SPREADSHEET: N_("Spreadsheets and CSV"), Kind.TEXT: N_("Text files")}
+CATEGORY_LABELS = {Category.USER_DOCUMENT: N_("Documents"), Category.INTAKE_ATTACHMENT: N_("Visit files"),
+                   Category.USER_CONSENT: N_("Consent forms")}
+SORT_LABELS = {Sort.NEWEST: N_("Newest first"), Sort.OLDEST: N_("Oldest first"), Sort.NAME: N_("Name A–Z"),
+               Sort.NAME_DESC: N_("Name Z–A"), Sort.SIZE: N_("Smallest first"), Sort.SIZE_DESC: N_("Largest first")}
+SOURCE_LABELS = {Source.ME: N_("Uploaded by me"), Source.TEAM: N_("From my care team")}
 
 
 @dataclass
@@ -60,7 +63,22 @@ class Toolbar:
     @property
     def labels(self) -> dict[str, dict]:
         """The choices of each select, in the order shown."""
-        return {"kinds": KIND_LABELS, "categories": CATEGORY_LABELS, "sorts": SORT_LABELS, "sources": SOURCE_LABELS}
+        return {name: {value: gettext(label) for value, label in table.items()}
+                for name, table in (("kinds", KIND_LABELS), ("categories", CATEGORY_LABELS),
+                                    ("sorts", SORT_LABELS), ("sources", SOURCE_LABELS))}
+
+
+# One whole sentence per field (never a word put into a sentence: languages differ in both).
+_NOT_A_CHOICE = {
+    "category": N_("“%(value)s” is not a category this page knows, so it was left out."),
+    "file type": N_("“%(value)s” is not a file type this page knows, so it was left out."),
+    "source": N_("“%(value)s” is not a source this page knows, so it was left out."),
+    "sort order": N_("“%(value)s” is not a sort order this page knows, so it was left out."),
+}
+_NOT_A_DAY = {
+    "from": N_("The from date “%(value)s” is not a date (like 2026-03-14), so it was left out."),
+    "to": N_("The to date “%(value)s” is not a date (like 2026-03-14), so it was left out."),
+}
 
 
 def _choice(raw: str, choices: type, what: str, notes: list[str]):
@@ -69,7 +87,7 @@ def _choice(raw: str, choices: type, what: str, notes: list[str]):
     try:
         return choices(raw)
     except ValueError:
-        notes.append(f"“{raw[:40]}” is not a {what} this page knows, so it was left out.")
+        notes.append(gettext(_NOT_A_CHOICE[what], value=raw[:40]))
         return None
 
 
@@ -79,7 +97,7 @@ def _day(raw: str, what: str, notes: list[str]) -> date | None:
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        notes.append(f"The {what} date “{raw[:40]}” is not a date (like 2026-03-14), so it was left out.")
+        notes.append(gettext(_NOT_A_DAY[what], value=raw[:40]))
         return None
 
 
@@ -95,12 +113,12 @@ def read(args: Mapping[str, str], *, source: bool = False, categories: bool = Tr
     since = _day(values["from"], "from", notes)
     until = _day(values["to"], "to", notes)
     if since and until and since > until:
-        notes.append("The from date was after the to date; they were swapped.")
+        notes.append(gettext("The from date was after the to date; they were swapped."))
         since, until = until, since
         values["from"], values["to"] = since.isoformat(), until.isoformat()
     category = _choice(values["category"], Category, "category", notes) if categories else None
     if category is not None and category not in CATEGORY_LABELS:
-        notes.append("That category is not listed on this page, so it was left out.")
+        notes.append(gettext("That category is not listed on this page, so it was left out."))
         category = None
     query = ListQuery(
         q=values["q"],

@@ -371,7 +371,7 @@ def test_pages_in_spanish_after_switching(page, live):
     page.get_by_role("button", name="Change").click()
     page.wait_for_url(re.compile(r"/documents$"))
     assert page.locator("html").get_attribute("lang") == "es"
-    page.get_by_role("link", name="Mis documentos").wait_for()
+    page.get_by_role("heading", name="Mis documentos").wait_for()  # the page's title (no nav item repeats it)
     page.get_by_role("link", name="Eliminados recientemente").wait_for()
     shot(page, "20-documents-spanish")  # desktop and phone, light and dark, each checked by axe
     page.goto(f"{live.url}/documents/trash")
@@ -379,5 +379,5 @@ def test_pages_in_spanish_after_switching(page, live):
     shot(page, "21-trash-spanish")
     page.get_by_label("Idioma").select_option("en")  # bob back to English for the other tests
     page.get_by_role("button", name="Cambiar").click()
-    page.get_by_role("heading", name="My documents").wait_for()
+    page.get_by_role("heading", name="Recently deleted", level=1).wait_for()  # back on the page it was switched from
     sign_out(page)
