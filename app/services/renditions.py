@@ -147,7 +147,10 @@ def _answer(public_id: str, box: tuple[int, int], page: int | None, read_source:
         _ledger().wrote(storage, made, key)
     stream, dimensions, size = found
     if images.fits(dimensions, box):
-        return Rendition(stream, size)
+        # Held in memory (a rendition is one of a few bounded sizes), so no file stays open on a
+        # server that never closes a response whose client went away mid-way.
+        with stream:
+            return Rendition(io.BytesIO(stream.read()), size)
     try:
         with gate(GATE, slots, wait):
             smaller = images.downscale_png(stream.read(), box, sides[-1])
