@@ -68,13 +68,13 @@ def _urls(rule, world) -> list[str]:
             "external_id": "ext-1", "image_id": str(world["image"].id), "version": "1",
             "patient_id": str(world["patient"].id), "filename": "chartbox.css",
             "doc_id": world["doc"].public_id, "binary_id": world["doc"].public_id}
-    names = re.findall(r"<(?:[a-z]+:)?([a-z_]+)>", rule.rule)
+    names = re.findall(r"<(?:[a-z_]+(?:\([^)]*\))?:)?([a-z_]+)>", rule.rule)
     values = [real] + [{n: junk for n in names} for junk in JUNK_SEGMENTS] if names else [real]
     urls = []
     for mapping in values:
         url = rule.rule
         for name in names:
-            url = re.sub(rf"<(?:[a-z]+:)?{name}>", mapping.get(name, real.get(name, "1")), url)
+            url = re.sub(rf"<(?:[a-z_]+(?:\([^)]*\))?:)?{name}>", mapping.get(name, real.get(name, "1")), url)
         urls.append(url)
     return list(dict.fromkeys(urls))
 

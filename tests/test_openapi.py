@@ -11,7 +11,7 @@ METHODS = {"get", "put", "post", "delete", "patch"}
 
 
 def _openapi_path(rule: str) -> str:
-    return re.sub(r"<(?:[a-z_]+:)?([a-z_]+)>", r"{\1}", rule)
+    return re.sub(r"<(?:[a-z_]+(?:\([^)]*\))?:)?([a-z_]+)>", r"{\1}", rule)  # <conv(args):name> too
 
 
 def _api_routes(app) -> set[tuple[str, str]]:

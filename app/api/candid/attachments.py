@@ -58,7 +58,12 @@ def _attachment_id() -> str:
     return g.attachment_id
 
 
-@bp.get("/<encounter_id>")
+# An encounter id is any segment but the fixed paths beside it, so those answer 405 for a method
+# they do not declare (routing.py).
+ENCOUNTER = "<segment_except('create-from-charge-capture-external-id', 'by-charge-capture-external-id'):encounter_id>"
+
+
+@bp.get(f"/{ENCOUNTER}")
 def list_encounter_attachments(encounter_id: str):
     """Every attachment of the encounter (from any door), newest first."""
     rows = files.list_all_files(g.actor, _encounter(encounter_id), origin=g.origin)
@@ -73,19 +78,19 @@ def _create(encounter_id: str, with_description: bool) -> Response:
     return jsonify(row.public_id)
 
 
-@bp.put("/<encounter_id>")
+@bp.put(f"/{ENCOUNTER}")
 def create_encounter_attachment(encounter_id: str):
     """Attach a file (deprecated v1: no description). Answers the attachment id as a string."""
     return _create(encounter_id, with_description=False)
 
 
-@bp.put("/<encounter_id>/v2")
+@bp.put(f"/{ENCOUNTER}/v2")
 def create_encounter_attachment_v2(encounter_id: str):
     """Attach a file with an optional description. Answers the attachment id as a string."""
     return _create(encounter_id, with_description=True)
 
 
-@bp.delete("/<encounter_id>")
+@bp.delete(f"/{ENCOUNTER}")
 def delete_encounter_attachment(encounter_id: str):
     """Delete one of the encounter's attachments (soft); no body."""
     target = _encounter(encounter_id)

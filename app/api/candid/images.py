@@ -31,14 +31,14 @@ def get_image(image_id: str):
     return image_json(image_service.get(g.actor, image_id), g.actor)
 
 
-@bp.put("/<image_id>/<version>")
+@bp.put("/<image_id>/<segment_except('content'):version>")
 def update_image(image_id: str, version: str):
     """Full replace at the current version; answers the image at version+1."""
     row = image_service.update(g.actor, g.origin, image_id, version, params.json_body(required=False))
     return image_json(row, g.actor)
 
 
-@bp.delete("/<image_id>/<version>")
+@bp.delete("/<image_id>/<segment_except('content'):version>")
 def deactivate_image(image_id: str, version: str):
     """Deactivate at the current version; no body."""
     image_service.deactivate(g.actor, g.origin, image_id, version)
