@@ -1,4 +1,4 @@
-"""Undeclared methods answer 405 with the path's own Allow (the API contract issue): where a
+"""The API contract issue, piece by piece. Undeclared methods answer 405 with the path's own Allow: where a
 route's variable segment sits beside a fixed path, the fixed path never borrows its methods."""
 from __future__ import annotations
 
@@ -35,3 +35,16 @@ def test_encounter_and_version_routes_still_take_any_other_segment(client, beare
     assert client.get(f"{ATTACHMENTS}/{visit.public_id}", headers=bearer).status_code == 200
     unknown = client.put("/images/v1/8c7c02fa-718c-4774-917b-dc36a57798c1/1", headers=bearer, json={})
     assert unknown.status_code == 404 and unknown.get_json()["errorName"]  # the service's answer, as before
+
+
+
+@pytest.mark.parametrize("per_page, used", [("1", "1"), ("500", "500"), ("501", "500"), ("100000", "500")])
+def test_vsee_page_size_is_capped_as_the_document_says(client, make_user, make_token, per_page, used):
+    """The document states no maximum for per_page but the cap, and X-Per-Page tells what was used."""
+    from app.api.openapi import load_spec
+
+    [param] = [p for p in load_spec()["paths"]["/api_v3/files"]["get"]["parameters"] if p.get("name") == "per_page"]
+    assert "maximum" not in param["schema"] and "capped" in param["description"]
+    resp = client.get(f"/api_v3/files?per_page={per_page}", headers={"X-ApiToken": make_token(make_user())})
+    assert resp.status_code == 200 and resp.headers["X-Per-Page"] == used
+    assert client.get("/api_v3/files?per_page=0", headers={"X-ApiToken": make_token(make_user())}).status_code == 400
