@@ -32,3 +32,25 @@ def test_the_history_follows_the_files_view_rules(client, make_user, make_token,
     row = make_file(patient, "notes.txt")
     resp = client.get(f"/api_v3/files/{row.public_id}/access", headers={"X-ApiToken": make_token(stranger)})
     assert resp.status_code == 404 and resp.json == {"code": 404, "message": "No such file."}
+
+
+def test_reading_a_history_is_itself_accounted_for_and_never_lengthens_it(client, make_user, make_token, make_file,
+                                                                           make_page_client):
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import Action, AuditEvent
+
+    patient = make_user(Role.PATIENT)
+    row = make_file(patient, "letter.pdf")
+
+    def readings() -> list[AuditEvent]:
+        return list(db.session.scalars(select(AuditEvent).where(AuditEvent.action == Action.LIST,
+                                                                AuditEvent.file_id == row.id)))
+
+    page = make_page_client(patient).get(f"/documents/{row.public_id}/details").get_data(as_text=True)
+    api = client.get(f"/api_v3/files/{row.public_id}/access", headers={"X-ApiToken": make_token(patient)})
+    assert api.status_code == 200 and "letter.pdf" in page
+    assert [(e.actor_id, e.channel, e.detail["history"]) for e in readings()] == [(patient.id, "web", 1),
+                                                                                  (patient.id, "vsee", 1)]
+    assert len(api.get_json()["data"]) == 1  # the upload only: readings are not history

@@ -286,10 +286,15 @@ class HistoryEntry:
 _VIA = {Channel.WEB.value: "page", Channel.LINK.value: "shared link", Channel.CLI.value: "administrator"}
 
 
-def access_history(file: StoredFile, viewer: User, limit: int = 200) -> list[HistoryEntry]:
+def access_history(file: StoredFile, viewer: User, limit: int = 200,
+                   origin: Origin | None = None) -> list[HistoryEntry]:
     """Who opened, downloaded or changed a file, and when (newest first), for a reader the
     caller has already allowed to see the file. A view through a shared link names the person
-    the link was issued to."""
+    the link was issued to.
+
+    With `origin`, the reading is itself accounted for: a LIST event naming the file and how
+    many entries it showed (LIST is no history action, so reading a history never lengthens it).
+    """
     events = file_history(file, limit)
     ids = {e.actor_id for e in events if e.actor_id is not None}
     people = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(ids)))} if ids else {}
@@ -305,4 +310,6 @@ def access_history(file: StoredFile, viewer: User, limit: int = 200) -> list[His
         entries.append(HistoryEntry(at=event.created_at, action=event.action, who=who,
                                     role=person.role if person is not None else event.actor_role,
                                     via=_VIA.get(event.channel, "API"), actor_id=event.actor_id))
+    if origin is not None:
+        record_read(Action.LIST, origin, actor=viewer, file=file, history=len(entries))
     return entries

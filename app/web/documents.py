@@ -163,7 +163,7 @@ def details(file_id: str):
     """A file's details and access history (who opened, downloaded or changed it, and when):
     a page, or its part alone for the drawer."""
     row = files.get_file(current_user, file_id)
-    entries = audit.access_history(row, current_user)
+    entries = audit.access_history(row, current_user, origin=g.origin)
     if request.headers.get(PARTIAL) == "details":
         resp = make_response(render_template("_file_details.html", row=row, entries=entries, heading="h2"))
     else:

@@ -194,7 +194,7 @@ def file_access(file_id: str):
     row = files.get_file(g.actor, file_id)
     return {"data": [{"at": int(e.at.timestamp()), "action": e.action, "who": e.who, "role": e.role,
                       "via": e.via, "user_id": str(e.actor_id) if e.actor_id is not None else None}
-                     for e in audit.access_history(row, g.actor)]}
+                     for e in audit.access_history(row, g.actor, origin=g.origin)]}
 
 
 @bp.post("/files/<file_id>/restore")
