@@ -202,7 +202,7 @@ class LiveApp:
     def start(self) -> LiveApp:
         if self.reused_seed is None:  # a second host reuses the first one's database and seed
             seeded = subprocess.run([sys.executable, "-c", SEED, PASSWORD, str(ROOT / "tests" / "data" / "letter.pdf")],
-                                    cwd=ROOT, env=self.app_env, capture_output=True, text=True, timeout=60)
+                                    cwd=ROOT, env=self.app_env, capture_output=True, text=True, timeout=120)
             if seeded.returncode != 0:
                 raise RuntimeError(f"seeding failed:\n{seeded.stderr[-3000:]}")
             self.seed = SimpleNamespace(**json.loads(seeded.stdout.strip().splitlines()[-1]))
