@@ -23,6 +23,16 @@ def test_the_charge_capture_upload_takes_only_post(client, bearer, method):
     assert resp.get_json()["errorName"] == "MethodNotAllowedError"  # Candid's error shape
 
 
+@pytest.mark.parametrize("method", ["POST", "DELETE"])
+def test_the_vsee_export_takes_only_get(client, make_user, make_token, method):
+    """POST /api_v3/files/export was a rename of a file named "export" (400), DELETE its delete."""
+    token = make_token(make_user(Role.PROVIDER))
+    resp = client.open("/api_v3/files/export", method=method, headers={"X-ApiToken": token})
+    assert resp.status_code == 405
+    assert set(resp.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+    assert set(resp.get_json()) == {"code", "message"}  # VSee's error shape
+
+
 def test_an_images_content_never_offers_the_versions_methods(client, bearer):
     allow = client.options("/images/v1/8c7c02fa-718c-4774-917b-dc36a57798c1/content", headers=bearer).headers["Allow"]
     assert set(allow.split(", ")) == {"GET", "HEAD", "PUT", "OPTIONS"}

@@ -135,7 +135,7 @@ def get_file(file_id: str):
     return one_file(files.get_file(g.actor, file_id))
 
 
-@bp.post("/files/<file_id>")
+@bp.post("/files/<segment_except('export'):file_id>")  # POST /files/export: 405, Allow GET
 def rename_file(file_id: str):
     """Rename (`name`) and/or, for staff, set `visible` (true|false): multipart, urlencoded or JSON."""
     if request.is_json:
@@ -203,7 +203,7 @@ def restore_file(file_id: str):
     return one_file(files.restore(g.origin, file_id, actor=g.actor))
 
 
-@bp.delete("/files/<file_id>")
+@bp.delete("/files/<segment_except('export'):file_id>")
 def delete_file(file_id: str):
     """Soft-delete a file (`reason`, optional, is kept in the audit trail)."""
     reason = request.args.get("reason") or (request.form.get("reason") if request.form else None)
