@@ -81,9 +81,18 @@ def drop_schema(schema: str) -> None:
     _seeds.pop(schema, None)
     if _admin is None:
         return
-    with _admin.begin() as conn:
-        conn.execute(sa.text("SET LOCAL lock_timeout = '20s'"))
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    for attempt in range(3):
+        try:
+            with _admin.begin() as conn:
+                conn.execute(sa.text("SET LOCAL lock_timeout = '20s'"))
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            return
+        except sa.exc.OperationalError as exc:
+            # autovacuum analysing one of the schema's tables can deadlock with the drop; the
+            # server then cancels one of the two, sometimes the drop: run it again.
+            if "deadlock detected" not in str(exc) or attempt == 2:
+                raise
+            time.sleep(0.5)
 
 
 def drop_all_schemas() -> None:
