@@ -60,6 +60,15 @@ class Conflict(ChartboxError):
     status, code, default_message = 409, "conflict", N_("The request conflicts with the current state.")
 
 
+class NotAcceptable(ChartboxError):
+    status, code, default_message = 406, "not_acceptable", N_("The response cannot be given in the format asked for.")
+
+
+class UnsupportedMediaType(ChartboxError):
+    status, code = 415, "unsupported_media_type"
+    default_message = N_("The request body is not in a format accepted here.")
+
+
 class TooLarge(ChartboxError):
     status, code, default_message = 413, "too_large", N_("The file is too large.")
 

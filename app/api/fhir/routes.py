@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import IO, Any
+from typing import IO
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, request
@@ -27,7 +27,7 @@ from app.api.fhir.resources import (
     searchset,
 )
 from app.api.links import can_offload, send_download
-from app.errors import BadRequest, ChartboxError, NotFound
+from app.errors import BadRequest, ChartboxError, NotAcceptable, NotFound, UnsupportedMediaType
 from app.models import Category, StoredFile, TargetType
 from app.services import directory, document_search, files, viewing
 from app.services.validation import TYPES
@@ -39,13 +39,6 @@ JSON_FORMATS = ("json", *JSON_TYPES)
 PATIENT_PARAMS = ("name", "birthdate", "identifier")
 DOCUMENT_PARAMS = ("patient", "subject", "category", "type", "date", "status", "_sort")
 PUBLISHED = "2026-12-02"
-
-
-def failure(status: int, message: str, **extra: Any) -> ChartboxError:
-    """An error of a status the core has no class for (406, 415), rendered like the rest."""
-    err = ChartboxError(message, **extra)
-    err.status = status
-    return err
 
 
 def render_error(err: ChartboxError) -> Response:
@@ -76,7 +69,7 @@ def wants_json(media_type: str | None = None) -> bool:
             return True
         if media_type and fmt == media_type:
             return False
-        raise failure(406, f"_format={fmt} is not supported; this server speaks application/fhir+json.")
+        raise NotAcceptable(f"_format={fmt} is not supported; this server speaks application/fhir+json.")
     accepted = _accepted()
     if any(t in JSON_TYPES for t in accepted):
         return True
@@ -84,8 +77,8 @@ def wants_json(media_type: str | None = None) -> bool:
         return media_type is None
     if media_type and (media_type in accepted or f"{media_type.split('/')[0]}/*" in accepted):
         return False
-    raise failure(406, "This server answers application/fhir+json" + (f" or {media_type}" if media_type else "")
-                  + "; send one of them in Accept.")
+    raise NotAcceptable("This server answers application/fhir+json" + (f" or {media_type}" if media_type else "")
+                        + "; send one of them in Accept.")
 
 
 @bp.before_request
@@ -194,7 +187,7 @@ def _created(row: StoredFile, kind: str, body: dict) -> Response:
 
 def _json_body(kind: str) -> dict:
     if request.mimetype not in JSON_TYPES:
-        raise failure(415, f"Send the {kind} as application/fhir+json.")
+        raise UnsupportedMediaType(f"Send the {kind} as application/fhir+json.")
     return incoming.resource(params.json_object(), kind)
 
 
